@@ -1,0 +1,54 @@
+/*
+ * smtp_server.h - sluice-smtpd's listeners and the state sessions share:
+ * config, maps, spool, and the connection counters behind max_connections
+ * and max_connections_per_ip.
+ */
+#ifndef SLUICE_SMTP_SERVER_H
+#define SLUICE_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "map.h"
+#include "spool.h"
+
+typedef struct smtp_server smtp_server;
+typedef struct smtp_session smtp_session;
+
+struct smtp_server {
+    uv_loop_t *loop;
+    sluice_config *cfg;
+    map *mailboxes;
+    map *aliases;
+    spool *spool;
+
+    uv_tcp_t listeners[CFG_MAX_LISTEN];
+    enum listen_kind listen_kind[CFG_MAX_LISTEN];
+    int nlisteners;
+    uv_pipe_t submit; /* run/submit.sock for `sluice sendmail` */
+    bool submit_open;
+
+    unsigned nconn;
+    struct ip_count *ip_counts; /* per-IP connection counts (open hashing) */
+    size_t ip_cap;
+    size_t ip_fill;         /* live + tombstone slots */
+    smtp_session *sessions; /* doubly linked, for shutdown */
+    bool stopping;
+
+    /* The loop-wide read buffer: sessions copy out only what they keep. */
+    char *rbuf;
+    bool rbuf_busy;
+};
+
+/* Binds every listener of cfg (and the submit socket). 0 or negative errno. */
+int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spool *sp,
+                      map *mailboxes, map *aliases);
+/* Stops accepting and closes every session; the loop then runs dry. */
+void smtp_server_stop(smtp_server *srv);
+
+/* Called by sessions. */
+int smtp_server_conn_add(smtp_server *srv, const struct sockaddr *sa);
+void smtp_server_conn_del(smtp_server *srv, const struct sockaddr *sa);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * smtp_session.h - one SMTP server session.
+ *
+ * smtp_session.c owns the I/O: reads into the loop-wide buffer, keeps only
+ * unprocessed bytes (bounded), splits command lines, feeds DATA/BDAT bytes,
+ * batches replies for PIPELINING (RFC 2920), runs the timeouts, and frees
+ * the session only in its close callbacks (libuv's rule). smtp_commands.c
+ * holds the RFC 5321 state machine: one handler per verb. A session never
+ * processes input while an asynchronous step (a spool flush or commit) is
+ * outstanding: input waits in the pending buffer, in order.
+ */
+#ifndef SLUICE_SMTP_SESSION_H
+#define SLUICE_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "envelope.h"
+#include "smtp_data.h"
+#include "smtp_parse.h"
+#include "smtp_server.h"
+#include "spool.h"
+
+/* 512 octets (RFC 5321 4.5.3.1.4) plus the allowance for ESMTP parameters. */
+#define SMTP_CMD_LINE_MAX 1024
+/* Replies waiting for a slow reader; past this we stop reading (backpressure). */
+#define SMTP_OUT_MAX (64u * 1024u)
+/* Unprocessed input kept while the session waits (one read's worth). */
+#define SMTP_PENDING_MAX (128u * 1024u)
+
+enum smtp_state {
+    SMTP_S_GREET = 0, /* before HELO/EHLO */
+    SMTP_S_READY,     /* after HELO/EHLO, no transaction */
+    SMTP_S_MAIL,      /* MAIL accepted */
+    SMTP_S_DATA,      /* reading DATA */
+    SMTP_S_BDAT,      /* reading a BDAT chunk */
+    SMTP_S_BDAT_WAIT, /* between BDAT chunks (expecting BDAT) */
+};
+
+struct smtp_session {
+    uv_tcp_t tcp; /* first: the handle's data points back here */
+    uv_timer_t timer;
+    smtp_server *srv;
+    smtp_session *prev, *next;
+    enum listen_kind kind;
+    int refs; /* close callbacks + outstanding spool callbacks */
+
+    struct sockaddr_storage peer;
+    char peer_ip[64];
+    char peer_name[256];
+    char helo[SMTP_DOMAIN_MAX + 1];
+    bool esmtp;
+    bool counted; /* holds a slot in the connection counters */
+
+    enum smtp_state state;
+    unsigned bad_commands;
+
+    /* input */
+    sbuf pend;         /* unprocessed input, in order */
+    bool discard_line; /* an overlong command line is being skipped */
+    bool reading;      /* uv_read_start is active */
+    bool waiting;      /* an async step is outstanding: do not process input */
+    bool quitting;     /* QUIT or a fatal error: close after the replies */
+    bool closing;
+
+    /* output: replies accumulate in out; wout is the write in flight */
+    sbuf out, wout;
+    uv_write_t wreq;
+    bool writing;
+
+    /* the transaction */
+    envelope env;
+    smtp_mail_args mail;
+    unsigned nrcpt;
+    spool_msg *msg;
+    char id[QUEUE_ID_LEN + 1];
+    int tx_error; /* negative errno from the spool; reply at the end */
+    smtp_data_reader data;
+    uint64_t bdat_left; /* bytes still to read of the current chunk */
+    bool bdat_last;
+    bool bdat_failed;       /* this BDAT transaction is refused; chunks discarded */
+    const char *bdat_reply; /* the refusal, replied to each later chunk */
+};
+
+/* smtp_session.c */
+void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_kind kind);
+void smtp_session_close(smtp_session *s);
+/* Queues one reply line (a complete "NNN X.Y.Z text"; CRLF is added). */
+void smtp_reply(smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Stops input processing until smtp_session_resume. */
+void smtp_session_wait(smtp_session *s);
+void smtp_session_resume(smtp_session *s);
+void smtp_session_ref(smtp_session *s);
+void smtp_session_unref(smtp_session *s);
+
+/* smtp_commands.c */
+void smtp_cmd_greet(smtp_session *s);
+void smtp_cmd_line(smtp_session *s, const char *line, size_t len);
+/* DATA or BDAT bytes; returns bytes consumed. */
+size_t smtp_cmd_body(smtp_session *s, const char *p, size_t len);
+void smtp_tx_reset(smtp_session *s);
+/* A bad command: counts it and closes after too many. */
+void smtp_cmd_error(smtp_session *s);
+
+/* smtp_received.c: the Received header for the message (RFC 5321 4.4). */
+int smtp_received_header(const smtp_session *s, sbuf *out);
+
+#endif

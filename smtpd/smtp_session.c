@@ -1,0 +1,392 @@
+/*
+ * smtp_session.c - session I/O: reading, line splitting, reply batching,
+ * timeouts and the close protocol (see smtp_session.h).
+ *
+ * Memory per idle session is the struct alone: reads land in one buffer
+ * shared by the loop, and a session copies out only bytes it cannot
+ * process yet (bounded by SMTP_PENDING_MAX).
+ */
+#include "sluice/smtp_session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+
+#define RBUF_SIZE (64u * 1024u)
+
+static void session_process(smtp_session *s);
+static void session_flush(smtp_session *s);
+
+void smtp_session_ref(smtp_session *s)
+{
+    s->refs++;
+}
+
+void smtp_session_unref(smtp_session *s)
+{
+    if (--s->refs > 0)
+        return;
+    envelope_free(&s->env);
+    sbuf_free(&s->pend);
+    sbuf_free(&s->out);
+    sbuf_free(&s->wout);
+    free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    smtp_session_unref(h->data);
+}
+
+void smtp_session_close(smtp_session *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    if (s->msg) {
+        spool_msg_abort(s->msg);
+        s->msg = NULL;
+    }
+    if (s->counted) {
+        smtp_server_conn_del(s->srv, (struct sockaddr *)&s->peer);
+        s->counted = false;
+    }
+    /* unlink from the server's list */
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (s->srv->sessions == s)
+        s->srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+
+    log_info("disconnect from %s[%s]", s->peer_name, s->peer_ip);
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+}
+
+static void arm_timer(smtp_session *s);
+
+static void on_timeout(uv_timer_t *t)
+{
+    smtp_session *s = t->data;
+    log_info("timeout after %s from %s[%s]",
+             s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ? "DATA" : "command", s->peer_name,
+             s->peer_ip);
+    /*
+     * A client that stopped reading may never let a queued write finish:
+     * say goodbye only if the socket takes it now, then close regardless.
+     */
+    char msg[300];
+    int n = snprintf(msg, sizeof(msg), "421 4.4.2 %s Error: timeout exceeded\r\n",
+                     s->srv->cfg->hostname);
+    if (!s->writing && n > 0) {
+        uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+        uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    }
+    smtp_session_close(s);
+}
+
+static void arm_timer(smtp_session *s)
+{
+    if (s->closing)
+        return;
+    const sluice_config *cfg = s->srv->cfg;
+    unsigned secs = (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) ? cfg->timeout_data_block
+                                                                         : cfg->timeout_command;
+    uv_timer_start(&s->timer, on_timeout, (uint64_t)secs * 1000, 0);
+}
+
+/* ---- output ---- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    smtp_session *s = req->data;
+    s->writing = false;
+    sbuf_reset(&s->wout);
+    if (status < 0) {
+        if (!s->closing)
+            log_info("write to %s[%s] failed: %s", s->peer_name, s->peer_ip, uv_strerror(status));
+        smtp_session_close(s);
+        smtp_session_unref(s);
+        return;
+    }
+    if (!s->closing) {
+        if (s->out.len)
+            session_flush(s);
+        else if (s->quitting)
+            smtp_session_close(s);
+        else if (!s->waiting)
+            session_process(s); /* output had filled up: take input again */
+    }
+    smtp_session_unref(s);
+}
+
+static void session_flush(smtp_session *s)
+{
+    if (s->closing || s->writing)
+        return;
+    if (s->out.len == 0) {
+        if (s->quitting)
+            smtp_session_close(s);
+        return;
+    }
+    /* swap: out becomes the write in flight */
+    sbuf t = s->wout;
+    s->wout = s->out;
+    s->out = t;
+    sbuf_reset(&s->out);
+    uv_buf_t b = uv_buf_init(s->wout.data, (unsigned)s->wout.len);
+    s->wreq.data = s;
+    int rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        smtp_session_close(s);
+        return;
+    }
+    s->writing = true;
+    smtp_session_ref(s);
+}
+
+void smtp_reply(smtp_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    if (s->closing)
+        return;
+    va_start(ap, fmt);
+    int rc = sbuf_vprintf(&s->out, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+        rc = sbuf_append(&s->out, "\r\n", 2);
+    if (rc < 0) {
+        /* Only a client that never reads can fill this: drop it. */
+        log_warn("reply buffer for %s[%s] full; closing", s->peer_name, s->peer_ip);
+        s->quitting = true;
+    }
+}
+
+/* ---- input ---- */
+
+void smtp_session_wait(smtp_session *s)
+{
+    s->waiting = true;
+    smtp_session_ref(s);
+}
+
+void smtp_session_resume(smtp_session *s)
+{
+    s->waiting = false;
+    if (!s->closing) {
+        arm_timer(s);
+        session_process(s);
+    }
+    smtp_session_unref(s);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    smtp_session *s = h->data;
+    smtp_server *srv = s->srv;
+    (void)suggested;
+    if (!srv->rbuf) {
+        srv->rbuf = malloc(RBUF_SIZE);
+        if (!srv->rbuf) {
+            *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+            return;
+        }
+    }
+    *buf = uv_buf_init(srv->rbuf, RBUF_SIZE);
+}
+
+static void read_stop(smtp_session *s)
+{
+    if (s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = false;
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void read_start(smtp_session *s)
+{
+    if (!s->reading && !s->closing && !s->quitting) {
+        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+            s->reading = true;
+    }
+}
+
+/*
+ * Handles complete command lines at the start of p. Returns the bytes
+ * consumed; stops early when the session starts waiting or changes into
+ * a body state.
+ */
+static size_t process_commands(smtp_session *s, const char *p, size_t len)
+{
+    size_t used = 0;
+    while (used < len && !s->waiting && !s->quitting && !s->closing && s->state != SMTP_S_DATA &&
+           s->state != SMTP_S_BDAT) {
+        const char *line = p + used;
+        size_t avail = len - used;
+        const char *lf = memchr(line, '\n', avail);
+        if (s->discard_line) {
+            if (!lf)
+                return len; /* keep skipping, hold nothing */
+            used += (size_t)(lf - line) + 1;
+            s->discard_line = false;
+            smtp_reply(s, "500 5.5.2 Error: line too long");
+            smtp_cmd_error(s);
+            continue;
+        }
+        if (!lf) {
+            if (avail > SMTP_CMD_LINE_MAX) {
+                s->discard_line = true;
+                return len;
+            }
+            break; /* an incomplete line: wait for more */
+        }
+        size_t n = (size_t)(lf - line);
+        used += n + 1;
+        if (n + 1 > SMTP_CMD_LINE_MAX) {
+            smtp_reply(s, "500 5.5.2 Error: line too long");
+            smtp_cmd_error(s);
+            continue;
+        }
+        /*
+         * A command line must end in CRLF. A bare LF is accepted as the end
+         * of a command (as Postfix does): commands are not data, and
+         * refusing them gains nothing. Only DATA is strict.
+         */
+        if (n > 0 && line[n - 1] == '\r')
+            n--;
+        smtp_cmd_line(s, line, n);
+    }
+    return used;
+}
+
+static size_t process_bytes(smtp_session *s, const char *p, size_t len)
+{
+    size_t used = 0;
+    while (used < len && !s->waiting && !s->closing && !s->quitting) {
+        size_t n;
+        if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
+            n = smtp_cmd_body(s, p + used, len - used);
+        else
+            n = process_commands(s, p + used, len - used);
+        if (n == 0)
+            break;
+        used += n;
+    }
+    return used;
+}
+
+/* Processes what is pending; reading resumes when nothing blocks. */
+static void session_process(smtp_session *s)
+{
+    if (s->pend.len && !s->waiting) {
+        size_t n = process_bytes(s, s->pend.data, s->pend.len);
+        sbuf_consume(&s->pend, n);
+    }
+    if (s->closing)
+        return;
+    session_flush(s);
+    if (s->waiting || s->quitting || s->out.len + s->wout.len > SMTP_OUT_MAX)
+        read_stop(s);
+    else
+        read_start(s);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    smtp_session *s = stream->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_info("read from %s[%s] failed: %s", s->peer_name, s->peer_ip,
+                     uv_strerror((int)nread));
+        else if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
+            log_info("lost connection after DATA from %s[%s]", s->peer_name, s->peer_ip);
+        smtp_session_close(s);
+        return;
+    }
+    arm_timer(s);
+    const char *p = buf->base;
+    size_t len = (size_t)nread;
+    if (s->pend.len == 0 && !s->waiting) {
+        size_t n = process_bytes(s, p, len);
+        p += n;
+        len -= n;
+    }
+    if (len && !s->closing && sbuf_append(&s->pend, p, len) < 0) {
+        log_warn("input buffer of %s[%s] full; closing", s->peer_name, s->peer_ip);
+        smtp_session_close(s);
+        return;
+    }
+    if (!s->closing)
+        session_process(s);
+}
+
+void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_kind kind)
+{
+    smtp_session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        log_err("out of memory accepting a connection");
+        return;
+    }
+    s->srv = srv;
+    s->kind = kind;
+    s->refs = 2; /* the two handles' close callbacks */
+    s->tcp.data = s;
+    s->timer.data = s;
+    sbuf_init(&s->pend, SMTP_PENDING_MAX);
+    sbuf_init(&s->out, SMTP_OUT_MAX);
+    sbuf_init(&s->wout, 0);
+    envelope_init(&s->env);
+    uv_timer_init(srv->loop, &s->timer);
+    uv_tcp_init(srv->loop, &s->tcp);
+    s->closing = false;
+    if (uv_accept(listener, (uv_stream_t *)&s->tcp) < 0) {
+        s->closing = true;
+        uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+        return;
+    }
+    uv_tcp_nodelay(&s->tcp, 1);
+
+    int namelen = sizeof(s->peer);
+    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &namelen);
+    if (s->peer.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&s->peer, s->peer_ip, sizeof(s->peer_ip));
+    else if (s->peer.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&s->peer, s->peer_ip, sizeof(s->peer_ip));
+    else
+        snprintf(s->peer_ip, sizeof(s->peer_ip), "local");
+    /* Reverse lookups arrive with the resolver; until then, as Postfix says: */
+    snprintf(s->peer_name, sizeof(s->peer_name), "unknown");
+
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+
+    log_info("connect from %s[%s]", s->peer_name, s->peer_ip);
+    int lim = smtp_server_conn_add(srv, (struct sockaddr *)&s->peer);
+    if (lim < 0) {
+        smtp_reply(s, "421 4.7.0 %s Error: too many connections%s", srv->cfg->hostname,
+                   lim == -EUSERS ? " from your address" : "");
+        log_info("reject: connect from %s[%s]: too many connections%s", s->peer_name, s->peer_ip,
+                 lim == -EUSERS ? " from this address" : "");
+        s->quitting = true;
+        session_flush(s);
+        return;
+    }
+    s->counted = true;
+    smtp_cmd_greet(s);
+    arm_timer(s);
+    session_process(s);
+}

@@ -1,0 +1,199 @@
+/*
+ * smtpd_main.c - sluice-smtpd: reads the config, binds the listeners,
+ * drops privileges, opens the spool, and serves until SIGTERM/SIGINT.
+ * SIGHUP re-reads the maps (a broken map keeps the old one).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/map.h"
+#include "sluice/privdrop.h"
+#include "sluice/smtp_server.h"
+#include "sluice/spool.h"
+
+static smtp_server server;
+static spool *the_spool;
+static uv_signal_t sig_term, sig_int, sig_hup;
+
+static void print_diag(void *arg, const char *diag)
+{
+    (void)arg;
+    fprintf(stderr, "sluice-smtpd: %s\n", diag);
+}
+
+static void log_diag(void *arg, const char *diag)
+{
+    (void)arg;
+    log_warn("%s", diag);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sluice-smtpd [-c FILE]\n"
+               "  -c FILE  configuration (default: $SLUICE_CONFIG, else "
+               "/etc/sluice/sluice.conf)\n"
+               "Runs in the foreground and logs to stderr (or syslog, per [server] log).\n");
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    log_info("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    uv_signal_stop(&sig_term);
+    uv_signal_stop(&sig_int);
+    uv_signal_stop(&sig_hup);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    smtp_server_stop(&server);
+    spool_close(the_spool);
+    (void)h;
+}
+
+static void reload_map(const char *path, map **slot, const char *what)
+{
+    map *m = NULL;
+    int rc = map_load(path, &m, log_diag, NULL);
+    if (rc != 0) {
+        log_warn("reload: %s map %s has problems; keeping the old one", what, path);
+        map_free(m);
+        return;
+    }
+    map_free(*slot);
+    *slot = m;
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    log_info("SIGHUP: reloading maps");
+    reload_map(server.cfg->mailboxes, &server.mailboxes, "mailboxes");
+    reload_map(server.cfg->aliases, &server.aliases, "aliases");
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open file limit: %s", strerror(errno));
+    }
+}
+
+/* As root with a user configured, the spool top must belong to that user. */
+static int prepare_spool_owner(const sluice_config *cfg)
+{
+    uid_t uid;
+    gid_t gid;
+    int rc = privdrop_lookup(cfg->user, &uid, &gid);
+    if (rc < 0) {
+        log_err("[server] user %s: %s", cfg->user, rc == -ENOENT ? "no such user" : strerror(-rc));
+        return rc;
+    }
+    if (mkdir(cfg->spool, 0700) < 0 && errno != EEXIST) {
+        log_err("spool %s: %s", cfg->spool, strerror(errno));
+        return -errno;
+    }
+    if (chown(cfg->spool, uid, gid) < 0) {
+        log_err("spool %s: chown: %s", cfg->spool, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_arg = NULL;
+    int opt;
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            cfg_arg = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+
+    log_init("sluice-smtpd", 0);
+    static sluice_config cfg;
+    const char *path = config_default_path(cfg_arg);
+    int problems = config_load(path, &cfg, print_diag, NULL);
+    if (problems == 0)
+        problems = config_check_files(&cfg, print_diag, NULL);
+    if (problems != 0) {
+        fprintf(stderr, "sluice-smtpd: %s: configuration has errors; not starting\n", path);
+        config_free(&cfg);
+        return EX_CONFIG;
+    }
+    if (cfg.log_syslog)
+        log_init("sluice-smtpd", 1);
+
+    map *mailboxes = NULL, *aliases = NULL;
+    if (map_load(cfg.mailboxes, &mailboxes, print_diag, NULL) != 0 ||
+        map_load(cfg.aliases, &aliases, print_diag, NULL) != 0) {
+        config_free(&cfg);
+        return EX_CONFIG;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    uv_loop_t *loop = uv_default_loop();
+
+    bool drop = cfg.user && cfg.user[0] && geteuid() == 0;
+    if (drop && prepare_spool_owner(&cfg) < 0)
+        return EX_CONFIG;
+    if (smtp_server_start(&server, loop, &cfg, NULL, mailboxes, aliases) < 0)
+        return EX_OSERR;
+    if (drop && privdrop_to(cfg.user) < 0)
+        return EX_OSERR;
+    if (!drop && geteuid() == 0)
+        log_warn("running as root: set [server] user to drop privileges");
+
+    int rc = spool_open(loop, cfg.spool, &the_spool);
+    if (rc < 0) {
+        log_err("spool %s: %s", cfg.spool, uv_strerror(rc));
+        return EX_CANTCREAT;
+    }
+    server.spool = the_spool;
+
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+
+    log_info("started: hostname=%s spool=%s", cfg.hostname, cfg.spool);
+    uv_run(loop, UV_RUN_DEFAULT);
+    log_info("stopped");
+
+    free(server.rbuf);
+    free(server.ip_counts);
+    map_free(server.mailboxes);
+    map_free(server.aliases);
+    uv_loop_close(loop);
+    config_free(&cfg);
+    return 0;
+}

@@ -1,0 +1,198 @@
+/*
+ * test_smtp_data.c - the DATA reader: end marker, dot-unstuffing, bare
+ * CR/LF (smuggling), long lines, size limit, and independence from how the
+ * input is split into reads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sluice/smtp_data.h"
+
+struct out {
+    char buf[8192];
+    size_t len;
+};
+
+static void emit(void *arg, const char *p, size_t n)
+{
+    struct out *o = arg;
+    assert_true(o->len + n <= sizeof(o->buf));
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
+struct result {
+    struct out o;
+    size_t consumed;
+    smtp_data_reader r;
+};
+
+/* Feeds in chunks of `step` bytes (0 = all at once). */
+static void run(const char *in, size_t len, size_t step, uint64_t max, struct result *res)
+{
+    memset(res, 0, sizeof(*res));
+    smtp_data_init(&res->r, max);
+    size_t off = 0;
+    while (off < len && !res->r.done) {
+        size_t n = step ? (len - off < step ? len - off : step) : len - off;
+        /* exact-size heap copy: ASan catches any read past the chunk */
+        char *chunk = malloc(n ? n : 1);
+        memcpy(chunk, in + off, n);
+        size_t used = smtp_data_feed(&res->r, chunk, n, emit, &res->o);
+        free(chunk);
+        assert_true(used <= n);
+        off += used;
+        if (used < n)
+            assert_true(res->r.done);
+    }
+    res->consumed = off;
+}
+
+#define S(x) x, sizeof(x) - 1
+
+static void check(const char *in, size_t len, const char *want, size_t wantlen, size_t consumed,
+                  bool done, bool bare)
+{
+    for (size_t step = 0; step <= len; step++) {
+        struct result res;
+        run(in, len, step, 0, &res);
+        assert_int_equal(res.r.done, done);
+        assert_int_equal(res.r.bare_newline, bare);
+        if (done)
+            assert_int_equal(res.consumed, consumed);
+        assert_int_equal(res.o.len, wantlen);
+        assert_memory_equal(res.o.buf, want, wantlen);
+    }
+}
+
+static void test_simple(void **st)
+{
+    (void)st;
+    check(S("Subject: x\r\n\r\nhello\r\n.\r\n"), S("Subject: x\r\n\r\nhello\r\n"), 24, true, false);
+}
+
+static void test_empty_message(void **st)
+{
+    (void)st;
+    check(S(".\r\n"), "", 0, 3, true, false);
+}
+
+static void test_rest_is_next_command(void **st)
+{
+    (void)st;
+    const char in[] = "a\r\n.\r\nMAIL FROM:<x@y.test>\r\n";
+    struct result res;
+    run(in, sizeof(in) - 1, 0, 0, &res);
+    assert_true(res.r.done);
+    assert_int_equal(res.consumed, 6);
+    assert_int_equal(res.o.len, 3);
+}
+
+static void test_dot_unstuffing_once(void **st)
+{
+    (void)st;
+    check(S("..x\r\n...\r\n. \r\n.\r\n"), S(".x\r\n..\r\n \r\n"), 17, true, false);
+}
+
+static void test_dot_in_middle_of_line_kept(void **st)
+{
+    (void)st;
+    check(S("a.b\r\nc.\r\n.\r\n"), S("a.b\r\nc.\r\n"), 12, true, false);
+}
+
+static void test_smuggling_variants_do_not_end(void **st)
+{
+    (void)st;
+    /* Each fake end marker is followed by a smuggled command; the reader
+     * must keep going until the real CRLF.CRLF and flag the message. */
+    static const char *const fakes[] = {"\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r\n.\r"};
+    for (size_t i = 0; i < sizeof(fakes) / sizeof(fakes[0]); i++) {
+        char in[256];
+        int n = snprintf(in, sizeof(in), "body%sMAIL FROM:<evil@x.test>\r\n.\r\n", fakes[i]);
+        for (size_t step = 0; step <= (size_t)n; step++) {
+            struct result res;
+            run(in, (size_t)n, step, 0, &res);
+            assert_true(res.r.done);
+            assert_true(res.r.bare_newline);
+            assert_int_equal(res.consumed, (size_t)n); /* the real end only */
+        }
+    }
+}
+
+static void test_bare_lf_and_cr_flagged(void **st)
+{
+    (void)st;
+    check(S("a\nb\r\n.\r\n"), S("a\nb\r\n"), 8, true, true);
+    check(S("a\rb\r\n.\r\n"), S("a\rb\r\n"), 8, true, true);
+    check(S("a\r\r\n.\r\n"), S("a\r\r\n"), 7, true, true);
+}
+
+static void test_long_line(void **st)
+{
+    (void)st;
+    char in[1200];
+    struct result res;
+    /* 998 octets + CRLF = 1000: fine */
+    memset(in, 'a', 998);
+    memcpy(in + 998, "\r\n.\r\n", 5);
+    run(in, 1003, 0, 0, &res);
+    assert_true(res.r.done);
+    assert_false(res.r.long_line);
+    /* 999 + CRLF = 1001: too long */
+    memset(in, 'a', 999);
+    memcpy(in + 999, "\r\n.\r\n", 5);
+    run(in, 1004, 7, 0, &res);
+    assert_true(res.r.done);
+    assert_true(res.r.long_line);
+}
+
+static void test_size_limit(void **st)
+{
+    (void)st;
+    struct result res;
+    run(S("0123456789\r\n.\r\n"), 0, 12, &res);
+    assert_true(res.r.done);
+    assert_false(res.r.too_big);
+    assert_int_equal(res.o.len, 12);
+    run(S("0123456789\r\nx\r\n.\r\n"), 3, 12, &res);
+    assert_true(res.r.done);
+    assert_true(res.r.too_big);
+    assert_true(res.o.len <= 12);
+}
+
+static void test_eight_bit_and_nul_pass(void **st)
+{
+    (void)st;
+    check("\xc3\xa9\x00z\r\n.\r\n", 9, "\xc3\xa9\x00z\r\n", 6, 9, true, false);
+}
+
+static void test_incomplete_stays_open(void **st)
+{
+    (void)st;
+    check(S("abc\r\n.\r"), S("abc\r\n"), 0, false, false);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple),
+        cmocka_unit_test(test_empty_message),
+        cmocka_unit_test(test_rest_is_next_command),
+        cmocka_unit_test(test_dot_unstuffing_once),
+        cmocka_unit_test(test_dot_in_middle_of_line_kept),
+        cmocka_unit_test(test_smuggling_variants_do_not_end),
+        cmocka_unit_test(test_bare_lf_and_cr_flagged),
+        cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_eight_bit_and_nul_pass),
+        cmocka_unit_test(test_incomplete_stays_open),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
