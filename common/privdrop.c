@@ -27,8 +27,8 @@ int privdrop_lookup(const char *user, uid_t *uid, gid_t *gid)
 
 int privdrop_to(const char *user)
 {
-    uid_t uid;
-    gid_t gid;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
     int rc = privdrop_lookup(user, &uid, &gid);
     if (rc < 0) {
         log_err("user %s: %s", user, rc == -ENOENT ? "no such user" : strerror(-rc));

@@ -78,8 +78,11 @@ static void reply_reject(smtp_session *s, smtp_verb v, const char *what, const c
     log_reject(s, v, what, reply);
 }
 
+/* Relaying: local submissions, authenticated clients, trusted networks. */
 static bool may_relay(const smtp_session *s)
 {
+    if (s->kind == LISTEN_LOCAL || s->auth_id[0])
+        return true;
     return config_is_trusted(s->srv->cfg, (const struct sockaddr *)&s->peer);
 }
 
@@ -109,6 +112,8 @@ static void do_helo(smtp_session *s, const smtp_cmd *c, bool esmtp)
     smtp_reply(s, "250-ENHANCEDSTATUSCODES");
     smtp_reply(s, "250-SMTPUTF8");
     smtp_reply(s, "250-CHUNKING");
+    if (s->srv->tls_ctx && !s->tls_on)
+        smtp_reply(s, "250-STARTTLS");
     smtp_reply(s, "250 DSN");
 }
 
@@ -143,7 +148,7 @@ static void do_mail(smtp_session *s, const smtp_cmd *c)
         smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
         return;
     }
-    if (s->kind != LISTEN_MX) {
+    if ((s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SMTPS) && !s->auth_id[0]) {
         /* RFC 6409 4.3: submission needs authentication (issue: TLS/AUTH). */
         reply_reject(s, SMTP_VERB_MAIL, NULL, "530 5.7.0 Authentication required");
         return;
@@ -276,9 +281,18 @@ static int begin_message(smtp_session *s)
     return rc;
 }
 
+/* RFC 3848 names: S for TLS, A for an authenticated client. */
 static const char *proto_name(const smtp_session *s)
 {
-    return s->esmtp ? "ESMTP" : "SMTP";
+    if (!s->esmtp)
+        return s->tls_on ? "SMTPS" : "SMTP";
+    static const char *const names[] = {"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"};
+    return names[(s->tls_on ? 1 : 0) + (s->auth_id[0] ? 2 : 0)];
+}
+
+const char *smtp_session_proto(const smtp_session *s)
+{
+    return proto_name(s);
 }
 
 static int fill_envelope(smtp_session *s)
@@ -289,7 +303,8 @@ static int fill_envelope(smtp_session *s)
     rc |= envelope_set(&e->helo, s->helo[0] ? s->helo : NULL);
     rc |= envelope_set(&e->client_addr, s->peer_ip);
     rc |= envelope_set(&e->client_name, s->peer_name);
-    rc |= envelope_set(&e->proto, proto_name(s));
+    rc |= envelope_set(&e->proto, s->kind == LISTEN_LOCAL ? "LOCAL" : proto_name(s));
+    rc |= envelope_set(&e->auth_id, s->auth_id[0] ? s->auth_id : NULL);
     rc |= envelope_set(&e->envid, s->mail.envid[0] ? s->mail.envid : NULL);
     e->ret = s->mail.ret;
     e->body = s->mail.body;
@@ -477,6 +492,25 @@ size_t smtp_cmd_body(smtp_session *s, const char *p, size_t len)
     return n;
 }
 
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static void do_starttls(smtp_session *s, const smtp_cmd *c)
+{
+    if (c->arg_len) {
+        smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        smtp_cmd_error(s);
+    } else if (s->tls_on) {
+        smtp_reply(s, "554 5.5.1 Error: TLS already active");
+    } else if (!s->srv->tls_ctx) {
+        smtp_reply(s, "454 4.7.0 TLS not available");
+    } else if (s->state == SMTP_S_MAIL || s->state == SMTP_S_BDAT_WAIT) {
+        smtp_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+    } else {
+        smtp_reply(s, "220 2.0.0 Ready to start TLS");
+        s->starttls_pending = true; /* the session switches once this is sent */
+    }
+}
+
 /* ---- the rest ---- */
 
 void smtp_cmd_line(smtp_session *s, const char *line, size_t len)
@@ -545,6 +579,8 @@ void smtp_cmd_line(smtp_session *s, const char *line, size_t len)
                       "HELP; see RFC 5321");
         break;
     case SMTP_VERB_STARTTLS:
+        do_starttls(s, &c);
+        break;
     case SMTP_VERB_AUTH:
         smtp_reply(s, "502 5.5.1 Error: command not implemented");
         break;

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sluice/log.h"
 #include "sluice/smtp_session.h"
@@ -135,6 +137,40 @@ static void on_connection(uv_stream_t *listener, int status)
     smtp_session_accept(srv, listener, srv->listen_kind[idx]);
 }
 
+static void on_local_connection(uv_stream_t *listener, int status)
+{
+    smtp_server *srv = listener->data;
+    if (status < 0) {
+        log_warn("accept on the submit socket: %s", uv_strerror(status));
+        return;
+    }
+    smtp_session_accept(srv, listener, LISTEN_LOCAL);
+}
+
+int smtp_server_listen_local(smtp_server *srv, const char *spool_root)
+{
+    char path[4096];
+    int rc = spool_path(spool_root, SPOOL_SUBMIT_SOCK, path, sizeof(path));
+    if (rc < 0)
+        return rc;
+    if (unlink(path) < 0 && errno != ENOENT) {
+        log_err("submit socket %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    uv_pipe_init(srv->loop, &srv->submit, 0);
+    srv->submit.data = srv;
+    srv->submit_open = true;
+    rc = uv_pipe_bind(&srv->submit, path);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->submit, 128, on_local_connection);
+    if (rc < 0) {
+        log_err("submit socket %s: %s", path, uv_strerror(rc));
+        return rc;
+    }
+    log_info("listening on %s (local submission)", path);
+    return 0;
+}
+
 static const char *kind_name(enum listen_kind k)
 {
     return k == LISTEN_MX ? "mx" : k == LISTEN_SUBMISSION ? "submission" : "smtps";
@@ -150,6 +186,9 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
     srv->mailboxes = mailboxes;
     srv->aliases = aliases;
 
+    int trc = smtp_server_load_tls(srv);
+    if (trc < 0)
+        return trc;
     for (int i = 0; i < cfg->nlisten; i++) {
         const cfg_listen *l = &cfg->listen[i];
         struct sockaddr_storage ss;
@@ -159,11 +198,10 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
             log_err("listen %s:%d: bad address: %s", l->host, l->port, uv_strerror(rc));
             return rc;
         }
-        if (l->kind == LISTEN_SMTPS) {
-            /* Implicit TLS needs the TLS layer; never serve it in plaintext. */
-            log_warn("listen [%s]:%d smtps: TLS is not available in this build; not listening",
-                     l->host, l->port);
-            continue;
+        if (l->kind == LISTEN_SMTPS && !srv->tls_ctx) {
+            /* Implicit TLS without a certificate: never serve it in plaintext. */
+            log_err("listen [%s]:%d smtps: needs tls_cert and tls_key", l->host, l->port);
+            return -EINVAL;
         }
         uv_tcp_t *t = &srv->listeners[srv->nlisteners];
         uv_tcp_init(loop, t);
@@ -182,9 +220,31 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
     return 0;
 }
 
+int smtp_server_load_tls(smtp_server *srv)
+{
+    const sluice_config *cfg = srv->cfg;
+    if (!cfg->tls_cert || !cfg->tls_cert[0] || !cfg->tls_key || !cfg->tls_key[0])
+        return 0;
+    char err[512];
+    SSL_CTX *ctx;
+    int rc = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, &ctx, err, sizeof(err));
+    if (rc < 0) {
+        log_err("TLS: %s%s", err, srv->tls_ctx ? "; keeping the old certificate" : "");
+        return rc;
+    }
+    /* Sessions hold their own reference through their SSL objects. */
+    if (srv->tls_ctx)
+        SSL_CTX_free(srv->tls_ctx);
+    srv->tls_ctx = ctx;
+    log_info("TLS: certificate %s loaded", cfg->tls_cert);
+    return 0;
+}
+
 void smtp_server_stop(smtp_server *srv)
 {
     srv->stopping = true;
+    if (srv->submit_open && !uv_is_closing((uv_handle_t *)&srv->submit))
+        uv_close((uv_handle_t *)&srv->submit, NULL);
     for (int i = 0; i < srv->nlisteners; i++)
         if (!uv_is_closing((uv_handle_t *)&srv->listeners[i]))
             uv_close((uv_handle_t *)&srv->listeners[i], NULL);

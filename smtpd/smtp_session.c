@@ -9,6 +9,8 @@
 #include "sluice/smtp_session.h"
 
 #include <errno.h>
+#include <pwd.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@ void smtp_session_unref(smtp_session *s)
     if (--s->refs > 0)
         return;
     envelope_free(&s->env);
+    tls_conn_free(&s->tls);
     sbuf_free(&s->pend);
     sbuf_free(&s->out);
     sbuf_free(&s->wout);
@@ -67,7 +70,7 @@ void smtp_session_close(smtp_session *s)
     log_info("disconnect from %s[%s]", s->peer_name, s->peer_ip);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+    uv_close(&s->io.handle, on_handle_closed);
 }
 
 static void arm_timer(smtp_session *s);
@@ -87,7 +90,7 @@ static void on_timeout(uv_timer_t *t)
                      s->srv->cfg->hostname);
     if (!s->writing && n > 0) {
         uv_buf_t b = uv_buf_init(msg, (unsigned)n);
-        uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+        uv_try_write(&s->io.stream, &b, 1);
     }
     smtp_session_close(s);
 }
@@ -127,29 +130,47 @@ static void on_write(uv_write_t *req, int status)
     smtp_session_unref(s);
 }
 
+static void start_tls(smtp_session *s);
+
 static void session_flush(smtp_session *s)
 {
     if (s->closing || s->writing)
         return;
-    if (s->out.len == 0) {
+    if (s->tls_on) {
+        /* plaintext replies become ciphertext; handshake records join them */
+        if (s->out.len && s->tls.handshake_done) {
+            if (tls_conn_write(&s->tls, s->out.data, s->out.len) < 0) {
+                smtp_session_close(s);
+                return;
+            }
+            sbuf_reset(&s->out);
+        }
+        size_t n = tls_conn_pending(&s->tls);
+        if (n && sbuf_reserve(&s->wout, n) == 0)
+            s->wout.len += tls_conn_take(&s->tls, s->wout.data + s->wout.len, n);
+    } else {
+        sbuf t = s->wout;
+        s->wout = s->out;
+        s->out = t;
+        sbuf_reset(&s->out);
+    }
+    if (s->wout.len == 0) {
         if (s->quitting)
             smtp_session_close(s);
         return;
     }
-    /* swap: out becomes the write in flight */
-    sbuf t = s->wout;
-    s->wout = s->out;
-    s->out = t;
-    sbuf_reset(&s->out);
     uv_buf_t b = uv_buf_init(s->wout.data, (unsigned)s->wout.len);
     s->wreq.data = s;
-    int rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    int rc = uv_write(&s->wreq, &s->io.stream, &b, 1, on_write);
     if (rc < 0) {
         smtp_session_close(s);
         return;
     }
     s->writing = true;
     smtp_session_ref(s);
+    /* The 220 for STARTTLS is now with the socket, in plaintext. */
+    if (s->starttls_pending && s->out.len == 0)
+        start_tls(s);
 }
 
 void smtp_reply(smtp_session *s, const char *fmt, ...)
@@ -205,7 +226,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void read_stop(smtp_session *s)
 {
     if (s->reading) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
+        uv_read_stop(&s->io.stream);
         s->reading = false;
     }
 }
@@ -215,7 +236,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void read_start(smtp_session *s)
 {
     if (!s->reading && !s->closing && !s->quitting) {
-        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+        if (uv_read_start(&s->io.stream, on_alloc, on_read) == 0)
             s->reading = true;
     }
 }
@@ -271,7 +292,7 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
 static size_t process_bytes(smtp_session *s, const char *p, size_t len)
 {
     size_t used = 0;
-    while (used < len && !s->waiting && !s->closing && !s->quitting) {
+    while (used < len && !s->waiting && !s->closing && !s->quitting && !s->starttls_pending) {
         size_t n;
         if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
             n = smtp_cmd_body(s, p + used, len - used);
@@ -284,20 +305,93 @@ static size_t process_bytes(smtp_session *s, const char *p, size_t len)
     return used;
 }
 
+/* New plaintext: processed at once when nothing waits, else kept in order. */
+static void session_input(smtp_session *s, const char *p, size_t len)
+{
+    if (s->pend.len == 0 && !s->waiting && !s->starttls_pending) {
+        size_t n = process_bytes(s, p, len);
+        p += n;
+        len -= n;
+    }
+    if (len && !s->closing && sbuf_append(&s->pend, p, len) < 0) {
+        log_warn("input buffer of %s[%s] full; closing", s->peer_name, s->peer_ip);
+        smtp_session_close(s);
+    }
+}
+
+static void on_tls_ready(smtp_session *s)
+{
+    log_info("TLS established with %s[%s]: %s with cipher %s (%d bits)", s->peer_name,
+             s->peer_ip, tls_conn_version(&s->tls), tls_conn_cipher(&s->tls),
+             tls_conn_bits(&s->tls));
+    if (s->kind == LISTEN_SMTPS)
+        smtp_cmd_greet(s);
+}
+
+/* Decrypts what the TLS layer holds, while the session can take input. */
+static void tls_pump(smtp_session *s)
+{
+    smtp_server *srv = s->srv;
+    if (!srv->pbuf && !(srv->pbuf = malloc(RBUF_SIZE))) {
+        smtp_session_close(s);
+        return;
+    }
+    while (!s->closing && !s->waiting && !s->quitting && !s->starttls_pending &&
+           s->pend.len == 0) {
+        int n = tls_conn_read(&s->tls, srv->pbuf, RBUF_SIZE);
+        if (n == 0)
+            return;
+        if (n < 0) {
+            if (n != TLS_EOF)
+                log_info("TLS read from %s[%s] failed", s->peer_name, s->peer_ip);
+            smtp_session_close(s);
+            return;
+        }
+        session_input(s, srv->pbuf, (size_t)n);
+    }
+}
+
 /* Processes what is pending; reading resumes when nothing blocks. */
 static void session_process(smtp_session *s)
 {
-    if (s->pend.len && !s->waiting) {
+    if (s->pend.len && !s->waiting && !s->starttls_pending) {
         size_t n = process_bytes(s, s->pend.data, s->pend.len);
         sbuf_consume(&s->pend, n);
     }
+    if (s->tls_on && s->tls.handshake_done && !s->closing)
+        tls_pump(s);
     if (s->closing)
         return;
     session_flush(s);
+    if (s->closing)
+        return;
     if (s->waiting || s->quitting || s->out.len + s->wout.len > SMTP_OUT_MAX)
         read_stop(s);
     else
         read_start(s);
+}
+
+/*
+ * Switches to TLS after "220 Ready to start TLS" went out. Whatever the
+ * client pipelined behind STARTTLS is thrown away unread (CVE-2011-0411),
+ * and everything learned before TLS is forgotten (RFC 3207 4.2).
+ */
+static void start_tls(smtp_session *s)
+{
+    s->starttls_pending = false;
+    if (s->pend.len) {
+        log_warn("discarding %zu bytes pipelined after STARTTLS from %s[%s]", s->pend.len,
+                 s->peer_name, s->peer_ip);
+        sbuf_reset(&s->pend);
+    }
+    if (tls_conn_init(&s->tls, s->srv->tls_ctx, true, NULL, false) < 0) {
+        smtp_session_close(s);
+        return;
+    }
+    s->tls_on = true;
+    s->helo[0] = '\0';
+    s->esmtp = false;
+    smtp_tx_reset(s);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -315,20 +409,50 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     arm_timer(s);
-    const char *p = buf->base;
-    size_t len = (size_t)nread;
-    if (s->pend.len == 0 && !s->waiting) {
-        size_t n = process_bytes(s, p, len);
-        p += n;
-        len -= n;
-    }
-    if (len && !s->closing && sbuf_append(&s->pend, p, len) < 0) {
-        log_warn("input buffer of %s[%s] full; closing", s->peer_name, s->peer_ip);
-        smtp_session_close(s);
-        return;
+    if (!s->tls_on) {
+        session_input(s, buf->base, (size_t)nread);
+    } else {
+        if (tls_conn_feed(&s->tls, buf->base, (size_t)nread) < 0) {
+            smtp_session_close(s);
+            return;
+        }
+        if (!s->tls.handshake_done) {
+            char err[256];
+            int rc = tls_conn_handshake(&s->tls, err, sizeof(err));
+            if (rc < 0) {
+                log_info("TLS handshake with %s[%s] failed: %s", s->peer_name, s->peer_ip,
+                         err);
+                s->quitting = true; /* send the alert, then close */
+                session_flush(s);
+                return;
+            }
+            if (rc == 1)
+                on_tls_ready(s);
+        }
     }
     if (!s->closing)
         session_process(s);
+}
+
+/*
+ * Local submissions are identified by the kernel (SO_PEERCRED), not by
+ * anything the client says: the uid becomes the session's identity.
+ */
+static void smtp_session_local_identity(smtp_session *s)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uv_os_fd_t fd;
+    if (uv_fileno(&s->io.handle, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+        if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+            snprintf(s->auth_id, sizeof(s->auth_id), "%s", res->pw_name);
+        else
+            snprintf(s->auth_id, sizeof(s->auth_id), "uid%u", (unsigned)cred.uid);
+        s->local_uid = (long)cred.uid;
+    }
 }
 
 void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_kind kind)
@@ -341,33 +465,42 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
     s->srv = srv;
     s->kind = kind;
     s->refs = 2; /* the two handles' close callbacks */
-    s->tcp.data = s;
+    s->io.handle.data = s;
     s->timer.data = s;
     sbuf_init(&s->pend, SMTP_PENDING_MAX);
     sbuf_init(&s->out, SMTP_OUT_MAX);
     sbuf_init(&s->wout, 0);
     envelope_init(&s->env);
     uv_timer_init(srv->loop, &s->timer);
-    uv_tcp_init(srv->loop, &s->tcp);
+    if (kind == LISTEN_LOCAL)
+        uv_pipe_init(srv->loop, &s->io.pipe, 0);
+    else
+        uv_tcp_init(srv->loop, &s->io.tcp);
     s->closing = false;
-    if (uv_accept(listener, (uv_stream_t *)&s->tcp) < 0) {
+    if (uv_accept(listener, &s->io.stream) < 0) {
         s->closing = true;
         uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-        uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+        uv_close(&s->io.handle, on_handle_closed);
         return;
     }
-    uv_tcp_nodelay(&s->tcp, 1);
-
-    int namelen = sizeof(s->peer);
-    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &namelen);
+    if (kind != LISTEN_LOCAL) {
+        uv_tcp_nodelay(&s->io.tcp, 1);
+        int namelen = sizeof(s->peer);
+        uv_tcp_getpeername(&s->io.tcp, (struct sockaddr *)&s->peer, &namelen);
+    } else {
+        s->peer.ss_family = AF_UNIX;
+    }
     if (s->peer.ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)&s->peer, s->peer_ip, sizeof(s->peer_ip));
     else if (s->peer.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&s->peer, s->peer_ip, sizeof(s->peer_ip));
     else
         snprintf(s->peer_ip, sizeof(s->peer_ip), "local");
+    s->local_uid = -1;
     /* Reverse lookups arrive with the resolver; until then, as Postfix says: */
-    snprintf(s->peer_name, sizeof(s->peer_name), "unknown");
+    snprintf(s->peer_name, sizeof(s->peer_name), kind == LISTEN_LOCAL ? "localhost" : "unknown");
+    if (kind == LISTEN_LOCAL)
+        smtp_session_local_identity(s);
 
     s->next = srv->sessions;
     if (srv->sessions)
@@ -375,7 +508,8 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
     srv->sessions = s;
 
     log_info("connect from %s[%s]", s->peer_name, s->peer_ip);
-    int lim = smtp_server_conn_add(srv, (struct sockaddr *)&s->peer);
+    /* Local submissions are not network clients: no per-IP accounting. */
+    int lim = kind == LISTEN_LOCAL ? 0 : smtp_server_conn_add(srv, (struct sockaddr *)&s->peer);
     if (lim < 0) {
         smtp_reply(s, "421 4.7.0 %s Error: too many connections%s", srv->cfg->hostname,
                    lim == -EUSERS ? " from your address" : "");
@@ -385,8 +519,17 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
         session_flush(s);
         return;
     }
-    s->counted = true;
-    smtp_cmd_greet(s);
+    s->counted = kind != LISTEN_LOCAL;
+    if (kind == LISTEN_SMTPS) {
+        /* RFC 8314: TLS first; the greeting comes after the handshake. */
+        if (tls_conn_init(&s->tls, srv->tls_ctx, true, NULL, false) < 0) {
+            smtp_session_close(s);
+            return;
+        }
+        s->tls_on = true;
+    } else {
+        smtp_cmd_greet(s);
+    }
     arm_timer(s);
     session_process(s);
 }

@@ -1,7 +1,7 @@
 /*
  * smtpd_main.c - sluice-smtpd: reads the config, binds the listeners,
  * drops privileges, opens the spool, and serves until SIGTERM/SIGINT.
- * SIGHUP re-reads the maps (a broken map keeps the old one).
+ * SIGHUP re-reads the maps and the certificate (a broken one keeps the old).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -77,7 +77,8 @@ static void on_hup(uv_signal_t *h, int signum)
 {
     (void)h;
     (void)signum;
-    log_info("SIGHUP: reloading maps");
+    log_info("SIGHUP: reloading maps and certificates");
+    smtp_server_load_tls(&server);
     reload_map(server.cfg->mailboxes, &server.mailboxes, "mailboxes");
     reload_map(server.cfg->aliases, &server.aliases, "aliases");
 }
@@ -95,8 +96,8 @@ static void raise_nofile(void)
 /* As root with a user configured, the spool top must belong to that user. */
 static int prepare_spool_owner(const sluice_config *cfg)
 {
-    uid_t uid;
-    gid_t gid;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
     int rc = privdrop_lookup(cfg->user, &uid, &gid);
     if (rc < 0) {
         log_err("[server] user %s: %s", cfg->user, rc == -ENOENT ? "no such user" : strerror(-rc));
@@ -177,6 +178,8 @@ int main(int argc, char **argv)
         return EX_CANTCREAT;
     }
     server.spool = the_spool;
+    if (smtp_server_listen_local(&server, cfg.spool) < 0)
+        return EX_CANTCREAT;
 
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);
@@ -189,7 +192,10 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     log_info("stopped");
 
+    if (server.tls_ctx)
+        SSL_CTX_free(server.tls_ctx);
     free(server.rbuf);
+    free(server.pbuf);
     free(server.ip_counts);
     map_free(server.mailboxes);
     map_free(server.aliases);

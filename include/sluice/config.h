@@ -18,7 +18,12 @@
 #define CFG_MAX_DOMAINS 256
 #define CFG_MAX_DNS 8
 
-enum listen_kind { LISTEN_MX, LISTEN_SUBMISSION, LISTEN_SMTPS };
+enum listen_kind {
+    LISTEN_MX,
+    LISTEN_SUBMISSION,
+    LISTEN_SMTPS,
+    LISTEN_LOCAL /* run/submit.sock, for `sluice sendmail`; never in the config */
+};
 enum spf_mode { SPF_OFF, SPF_TAG, SPF_REJECT };
 enum tls_policy { TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
 

@@ -100,4 +100,19 @@ bool envelope_all_final(const envelope *e);
 /* Formats microseconds since the epoch as RFC 3339 UTC with microseconds. */
 void envelope_format_time(int64_t us, char *out, size_t outsz);
 
+/* ---- added by the spool module ---- */
+
+/* Bounds of the text form: a value longer than ENVELOPE_MAX_VALUE bytes is
+ * not serialised (-EINVAL) and not parsed; last_reply is cut to
+ * ENVELOPE_MAX_REPLY bytes on serialise (on a UTF-8 boundary). */
+#define ENVELOPE_MAX_VALUE 4096u
+#define ENVELOPE_MAX_REPLY 1000u
+#define ENVELOPE_MAX_RCPTS 100000u
+
+/* Whether two envelopes hold the same data (NULL and "" differ). */
+bool envelope_equal(const envelope *a, const envelope *b);
+
+/* Parses envelope_format_time's form; 0 or -EINVAL. */
+int envelope_parse_time(const char *s, size_t len, int64_t *us);
+
 #endif

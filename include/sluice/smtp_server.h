@@ -12,6 +12,7 @@
 #include "config.h"
 #include "map.h"
 #include "spool.h"
+#include "tls.h"
 
 typedef struct smtp_server smtp_server;
 typedef struct smtp_session smtp_session;
@@ -36,14 +37,21 @@ struct smtp_server {
     smtp_session *sessions; /* doubly linked, for shutdown */
     bool stopping;
 
-    /* The loop-wide read buffer: sessions copy out only what they keep. */
+    SSL_CTX *tls_ctx; /* NULL when no certificate is configured */
+
+    /* Loop-wide buffers: reads (ciphertext or plaintext) and decrypted
+     * plaintext. Sessions copy out only what they must keep. */
     char *rbuf;
-    bool rbuf_busy;
+    char *pbuf;
 };
 
 /* Binds every listener of cfg (and the submit socket). 0 or negative errno. */
 int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spool *sp,
                       map *mailboxes, map *aliases);
+/* Listens on <spool>/run/submit.sock for `sluice sendmail` (after spool_open). */
+int smtp_server_listen_local(smtp_server *srv, const char *spool_root);
+/* (Re)loads tls_cert/tls_key; on failure the old context stays. */
+int smtp_server_load_tls(smtp_server *srv);
 /* Stops accepting and closes every session; the loop then runs dry. */
 void smtp_server_stop(smtp_server *srv);
 

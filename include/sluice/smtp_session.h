@@ -22,6 +22,7 @@
 #include "smtp_parse.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "tls.h"
 
 /* 512 octets (RFC 5321 4.5.3.1.4) plus the allowance for ESMTP parameters. */
 #define SMTP_CMD_LINE_MAX 1024
@@ -40,7 +41,12 @@ enum smtp_state {
 };
 
 struct smtp_session {
-    uv_tcp_t tcp; /* first: the handle's data points back here */
+    union {
+        uv_tcp_t tcp;   /* mx, submission, smtps */
+        uv_pipe_t pipe; /* the local submit socket */
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } io;
     uv_timer_t timer;
     smtp_server *srv;
     smtp_session *prev, *next;
@@ -65,6 +71,13 @@ struct smtp_session {
     bool quitting;     /* QUIT or a fatal error: close after the replies */
     bool closing;
 
+    /* TLS: STARTTLS (mx, submission) or implicit (smtps) */
+    tls_conn tls;
+    bool tls_on;           /* every byte from here on is TLS */
+    bool starttls_pending; /* 220 queued; switch once it is handed to the socket */
+    char auth_id[SMTP_PATH_MAX + 1]; /* SASL login or local user name, "" if none */
+    long local_uid;                  /* the local submitter's uid, or -1 */
+
     /* output: replies accumulate in out; wout is the write in flight */
     sbuf out, wout;
     uv_write_t wreq;
@@ -86,6 +99,8 @@ struct smtp_session {
 
 /* smtp_session.c */
 void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_kind kind);
+/* Whether the session came in over the local submit socket. */
+#define smtp_session_is_local(s) ((s)->kind == LISTEN_LOCAL)
 void smtp_session_close(smtp_session *s);
 /* Queues one reply line (a complete "NNN X.Y.Z text"; CRLF is added). */
 void smtp_reply(smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -101,6 +116,8 @@ void smtp_cmd_line(smtp_session *s, const char *line, size_t len);
 /* DATA or BDAT bytes; returns bytes consumed. */
 size_t smtp_cmd_body(smtp_session *s, const char *p, size_t len);
 void smtp_tx_reset(smtp_session *s);
+/* "ESMTPS" etc. (RFC 3848) for the Received header, envelope and log. */
+const char *smtp_session_proto(const smtp_session *s);
 /* A bad command: counts it and closes after too many. */
 void smtp_cmd_error(smtp_session *s);
 

@@ -145,4 +145,36 @@ int spool_msg_commit(spool_msg *m, const envelope *env, spool_done_cb cb, void *
 /* Discards an uncommitted message and frees it (safe with a flush in flight). */
 void spool_msg_abort(spool_msg *m);
 
+/* ---- added by the spool module ---- */
+
+/*
+ * Reads queue/ID.msg and checks its size and CRC-32 against e (loaded
+ * with spool_fs_load). On a mismatch or a read error the message is moved
+ * to corrupt/, logged, and -EBADMSG returned. Reads the whole file.
+ */
+int spool_fs_verify_message(spool_fs *fs, const envelope *e);
+
+/*
+ * Bytes of one message spool_msg_write keeps in memory (the caller flushes
+ * long before: SPOOL_MSG_FLUSH_AT); beyond it spool_msg_write fails with
+ * -ENOBUFS instead of growing without bound.
+ */
+#define SPOOL_MSG_MEM_MAX (64u << 20)
+
+/*
+ * spool_close, then done(arg) on the loop once the committer has finished,
+ * its handle is closed and the last spool_msg is gone (the spool is freed
+ * just before done runs). spool_close(s) is spool_close_then(s, NULL, NULL).
+ */
+void spool_close_then(spool *s, void (*done)(void *arg), void *arg);
+
+/* Counters of the group committer (for logs, `queue stats`, the bench). */
+typedef struct spool_stats {
+    uint64_t batches;   /* group commits (syncs) done */
+    uint64_t committed; /* messages reported committed (cb status 0) */
+    uint64_t failed;    /* messages reported failed */
+    size_t max_batch;   /* largest batch seen */
+} spool_stats;
+void spool_get_stats(spool *s, spool_stats *out);
+
 #endif

@@ -1,0 +1,420 @@
+/*
+ * maildir.c - Maildir delivery: tmp/ with O_EXCL, write, sync, link into
+ * new/, sync new/ (the spec's steps; OpenSMTPD's mail.maildir.c plus the
+ * fsyncs it lacks). Blocking: runs on the thread pool. See maildir.h.
+ */
+#include "sluice/maildir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COPY_CHUNK (64 * 1024)
+/* O_EXCL or link() collisions are near impossible (usec + pid + key); cap the retries. */
+#define NAME_TRIES 16
+
+bool maildir_key_valid(const char *key)
+{
+    size_t n = 0;
+
+    if (key == NULL)
+        return false;
+    for (; key[n]; n++) {
+        char c = key[n];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+        if (n >= MAILDIR_KEY_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+int maildir_make_name(char *out, size_t outsz, int64_t sec, long usec, long pid, const char *key,
+                      const char *host)
+{
+    size_t limit, len;
+    int n;
+
+    if (out == NULL || outsz == 0 || !maildir_key_valid(key))
+        return -EINVAL;
+    limit = outsz - 1 < MAILDIR_NAME_LIMIT ? outsz - 1 : MAILDIR_NAME_LIMIT;
+    n = snprintf(out, outsz, "%lld.M%06ldP%ldQ%s.", (long long)sec, usec, pid, key);
+    if (n < 0 || (size_t)n >= outsz || (size_t)n > limit)
+        return -ENAMETOOLONG;
+    len = (size_t)n;
+    if (host == NULL || *host == '\0')
+        host = "localhost";
+    for (; *host; host++) {
+        /* The spec: '/' would make a path, ':' starts the info part. */
+        const char *piece = *host == '/' ? "\\057" : *host == ':' ? "\\072" : NULL;
+        size_t plen = piece ? 4 : 1;
+        if (len + plen > limit)
+            break; /* a shortened host keeps the name unique: time, pid and key do that */
+        if (piece)
+            memcpy(out + len, piece, plen);
+        else
+            out[len] = *host;
+        len += plen;
+    }
+    out[len] = '\0';
+    return 0;
+}
+
+/* A header value must stay one line: control characters could add headers. */
+static bool header_value_ok(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f)
+            return false;
+    return true;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * Copies the message from `in` (offset 0 to EOF) to `out`, every CRLF made
+ * LF. A CR at the end of one chunk is held until the next shows what follows.
+ */
+static int copy_message(int in, int out)
+{
+    char *ibuf, *obuf;
+    off_t off = 0;
+    bool cr = false;
+    int rc = 0;
+
+    ibuf = malloc(COPY_CHUNK);
+    obuf = malloc(COPY_CHUNK + 1);
+    if (ibuf == NULL || obuf == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = pread(in, ibuf, COPY_CHUNK, off);
+        const char *p, *end;
+        char *o = obuf;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        off += n;
+        p = ibuf;
+        end = ibuf + n;
+        if (cr) {
+            if (*p != '\n')
+                *o++ = '\r'; /* a lone CR stays */
+            cr = false;
+        }
+        while (p < end) {
+            const char *q = memchr(p, '\r', (size_t)(end - p));
+            size_t run = (size_t)((q ? q : end) - p);
+            memcpy(o, p, run);
+            o += run;
+            p += run;
+            if (q == NULL)
+                break;
+            if (q + 1 == end) {
+                cr = true; /* decide with the next chunk */
+                p = end;
+            } else if (q[1] == '\n') {
+                *o++ = '\n';
+                p = q + 2;
+            } else {
+                *o++ = '\r';
+                p = q + 1;
+            }
+        }
+        rc = write_all(out, obuf, (size_t)(o - obuf));
+        if (rc < 0)
+            goto out;
+    }
+    if (cr)
+        rc = write_all(out, "\r", 1);
+out:
+    free(ibuf);
+    free(obuf);
+    return rc;
+}
+
+static int write_headers(int fd, const maildir_delivery *d)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+    int rc;
+
+    f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return -ENOMEM;
+    if (d->return_path)
+        fprintf(f, "Return-Path: <%s>\n", d->return_path);
+    if (d->delivered_to)
+        fprintf(f, "Delivered-To: %s\n", d->delivered_to);
+    if (fclose(f) != 0) {
+        free(buf);
+        return -ENOMEM;
+    }
+    rc = write_all(fd, buf, len);
+    free(buf);
+    return rc;
+}
+
+/* mkdir that is content when the folder is already there. */
+static int ensure_dir(int at, const char *path)
+{
+    if (mkdirat(at, path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int open_maildir(const char *dir)
+{
+    static const char *const sub[] = {"tmp", "new", "cur"};
+    int dfd, rc;
+
+    /* The Maildir itself, but not its parents: see maildir.h. */
+    rc = ensure_dir(AT_FDCWD, dir);
+    if (rc < 0)
+        return rc;
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+        rc = ensure_dir(dfd, sub[i]);
+        if (rc < 0) {
+            close(dfd);
+            return rc;
+        }
+    }
+    return dfd;
+}
+
+static int sync_dir(int dfd, const char *sub)
+{
+    int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+static void now(int64_t *sec, long *usec)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *sec = (int64_t)ts.tv_sec;
+    *usec = ts.tv_nsec / 1000;
+}
+
+static int fresh_name(const maildir_delivery *d, const char *host, char *name, size_t namesz)
+{
+    int64_t sec;
+    long usec;
+
+    now(&sec, &usec);
+    return maildir_make_name(name, namesz, sec, usec, (long)getpid(), d->key, host);
+}
+
+/* Creates tmp/NAME exclusively; a taken name (same usec) gets another try. */
+static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char *tmp,
+                      size_t tmpsz, char *name, size_t namesz)
+{
+    for (int i = 0; i < NAME_TRIES; i++) {
+        int fd, rc = fresh_name(d, host, name, namesz);
+        if (rc < 0)
+            return rc;
+        if ((size_t)snprintf(tmp, tmpsz, "tmp/%s", name) >= tmpsz)
+            return -ENAMETOOLONG;
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
+/*
+ * Puts tmp/NAME into new/ under a name no other file has. link() refuses
+ * to replace, so a collision is seen and a fresh name tried; filesystems
+ * without hard links get rename(), whose name is unique all the same.
+ */
+static int publish(int dfd, const maildir_delivery *d, const char *host, const char *tmp,
+                   char *name, size_t namesz)
+{
+    char dst[MAILDIR_NAME_MAX + 8];
+
+    for (int i = 0; i < NAME_TRIES; i++) {
+        if (i > 0 && fresh_name(d, host, name, namesz) < 0)
+            return -ENAMETOOLONG;
+        if ((size_t)snprintf(dst, sizeof(dst), "new/%s", name) >= sizeof(dst))
+            return -ENAMETOOLONG;
+        if (linkat(dfd, tmp, dfd, dst, 0) == 0) {
+            /* The tmp/ name is only a leftover now; readers clean tmp/ anyway. */
+            (void)unlinkat(dfd, tmp, 0);
+            return 0;
+        }
+        if (errno == EEXIST)
+            continue;
+        if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
+            if (renameat(dfd, tmp, dfd, dst) == 0)
+                return 0;
+        }
+        return -errno;
+    }
+    return -EEXIST;
+}
+
+int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
+{
+    char hostbuf[HOST_NAME_MAX + 1];
+    char name[MAILDIR_NAME_MAX], tmp[MAILDIR_NAME_MAX + 8];
+    const char *host;
+    int dfd, fd, rc;
+
+    if (d == NULL || d->dir == NULL || d->dir[0] == '\0' || d->fd < 0 ||
+        !maildir_key_valid(d->key))
+        return -EINVAL;
+    if ((d->return_path && !header_value_ok(d->return_path)) ||
+        (d->delivered_to && !header_value_ok(d->delivered_to)))
+        return -EINVAL;
+    host = d->hostname;
+    if (host == NULL) {
+        if (gethostname(hostbuf, sizeof(hostbuf)) < 0)
+            snprintf(hostbuf, sizeof(hostbuf), "localhost");
+        hostbuf[sizeof(hostbuf) - 1] = '\0';
+        host = hostbuf;
+    }
+
+    dfd = open_maildir(d->dir);
+    if (dfd < 0)
+        return dfd;
+    fd = create_tmp(dfd, d, host, tmp, sizeof(tmp), name, sizeof(name));
+    if (fd < 0) {
+        close(dfd);
+        return fd;
+    }
+    rc = write_headers(fd, d);
+    if (rc == 0)
+        rc = copy_message(d->fd, fd);
+    /* Data before name: the file is durable before new/ shows it. */
+    if (rc == 0 && fdatasync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno; /* NFS reports write errors as late as close() */
+    if (rc == 0)
+        rc = publish(dfd, d, host, tmp, name, sizeof(name));
+    if (rc < 0) {
+        (void)unlinkat(dfd, tmp, 0);
+        close(dfd);
+        return rc;
+    }
+    /* Now the name: after this the delivery survives a power cut. */
+    rc = sync_dir(dfd, "new");
+    close(dfd);
+    if (rc < 0)
+        return rc; /* the file stays in new/; see maildir.h */
+    if (name_out && name_len > 0)
+        snprintf(name_out, name_len, "%s", name);
+    return 0;
+}
+
+/* Whether a file name carries "P<digits>Q<key>." before its ":2,..." info part. */
+static bool name_has_key(const char *name, const char *key, size_t klen)
+{
+    const char *colon = strchr(name, ':');
+    size_t base = colon ? (size_t)(colon - name) : strlen(name);
+
+    for (size_t i = 1; i + klen + 2 <= base; i++) {
+        if (name[i] != 'Q' || name[i - 1] < '0' || name[i - 1] > '9')
+            continue;
+        if (memcmp(name + i + 1, key, klen) == 0 && name[i + 1 + klen] == '.')
+            return true;
+    }
+    return false;
+}
+
+int maildir_find_delivered(const char *dir, const char *key, char *name_out, size_t name_len)
+{
+    static const char *const sub[] = {"new", "cur"};
+    size_t klen;
+    int dfd;
+
+    if (dir == NULL || !maildir_key_valid(key))
+        return -EINVAL;
+    klen = strlen(key);
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+        struct dirent *de;
+        DIR *dp;
+        int fd = openat(dfd, sub[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue;
+            int rc = -errno;
+            close(dfd);
+            return rc;
+        }
+        dp = fdopendir(fd);
+        if (dp == NULL) {
+            int rc = -errno;
+            close(fd);
+            close(dfd);
+            return rc;
+        }
+        for (;;) {
+            errno = 0;
+            de = readdir(dp);
+            if (de == NULL)
+                break;
+            if (de->d_name[0] == '.')
+                continue;
+            if (name_has_key(de->d_name, key, klen)) {
+                if (name_out && name_len > 0)
+                    snprintf(name_out, name_len, "%s", de->d_name);
+                closedir(dp);
+                close(dfd);
+                return 1;
+            }
+        }
+        if (errno != 0) {
+            int rc = -errno;
+            closedir(dp);
+            close(dfd);
+            return rc;
+        }
+        closedir(dp);
+    }
+    close(dfd);
+    return 0;
+}

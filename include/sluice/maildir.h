@@ -1,0 +1,92 @@
+/*
+ * maildir.h - delivery of one message into a Maildir (cr.yp.to/proto/maildir.html).
+ *
+ * BLOCKING by design (mkdir, write, fsync, link): call these from libuv's
+ * thread pool (uv_queue_work), never on the loop thread. They keep no state
+ * and are safe to run in parallel, also for the same Maildir and the same
+ * message fd (the message is read with pread).
+ *
+ * A delivery: <dir>/tmp/NAME is created with O_CREAT|O_EXCL (0600), the
+ * Return-Path and Delivered-To lines are written, then the message is
+ * copied from the spool, fdatasync'ed, hard-linked to <dir>/new/NAME (the
+ * spec's link(), which never replaces; rename() where the filesystem has no
+ * hard links) and new/ is fsync'ed. Only then is it reported delivered. Any
+ * failure removes the tmp/ file; nothing half-written ever shows in new/.
+ *
+ * NAME is "<sec>.M<usec>P<pid>Q<key>.<host>": the Q part carries the
+ * caller's delivery key (queue id and recipient index), so that after a
+ * crash between "in new/" and "envelope updated" maildir_find_delivered()
+ * tells the retry that this recipient already has the message.
+ *
+ * Line ends: the spool holds the message with CRLF (SMTP's form); a Maildir
+ * holds LF, as Postfix's local/virtual and Dovecot's LDA write it and as
+ * mail readers expect. Every CRLF pair becomes LF while copying; a lone CR
+ * and every other byte (8-bit, NUL, leading dots) is copied unchanged.
+ *
+ * All functions return 0 (or a count) or a negative errno. Worth telling
+ * apart for the caller: -ENOSPC / -EDQUOT (disk or quota full) and -EACCES
+ * / -EPERM / -EROFS (permissions) are conditions an admin fixes, so defer;
+ * -ENOENT means the Maildir's parent folder does not exist (it is not
+ * created: a typo in the mailbox map must not grow folder trees); -ENOTDIR
+ * a path component is a file; -EINVAL bad arguments.
+ */
+#ifndef SLUICE_MAILDIR_H
+#define SLUICE_MAILDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Longest key accepted; longest name we make (the host part is cut to fit,
+ * leaving readers room for ":2,FLAGS" within NAME_MAX); a buffer that holds
+ * any name we make or find.
+ */
+#define MAILDIR_KEY_MAX 64
+#define MAILDIR_NAME_LIMIT 200
+#define MAILDIR_NAME_MAX 256
+
+typedef struct maildir_delivery {
+    const char *dir; /* the Maildir itself; created with tmp/ new/ cur/ (0700) if missing */
+    /* [A-Za-z0-9_-], 1..MAILDIR_KEY_MAX: e.g. "18F3A2B4C5D6E0_3" (queue id _ recipient) */
+    const char *key;
+    const char *hostname;     /* for the name; NULL = gethostname() */
+    const char *return_path;  /* "Return-Path: <...>" first; "" for <>; NULL = no line */
+    const char *delivered_to; /* "Delivered-To: ..." second; NULL = no line */
+    int fd;                   /* the message (CRLF ends), read with pread from offset 0 to EOF */
+} maildir_delivery;
+
+/*
+ * Delivers d. On success the file name in new/ goes to name_out (if not
+ * NULL; MAILDIR_NAME_MAX bytes is always enough) and 0 is returned. A
+ * return_path or delivered_to holding CR, LF or other control characters
+ * is refused with -EINVAL (header injection).
+ *
+ * If it fails after the file reached new/ (the sync of new/ failed), the
+ * file stays there (a reader may already see it) and the error is
+ * returned: the retry will find it with maildir_find_delivered().
+ */
+int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len);
+
+/*
+ * Whether a message with this delivery key is already in <dir>/new or
+ * <dir>/cur (where readers move it, renamed to "NAME:2,FLAGS"). Returns 1
+ * (its name, as found, copied to name_out if not NULL), 0 when not found or
+ * when the Maildir does not exist yet, or a negative errno. tmp/ is not
+ * looked at: a file there never finished.
+ */
+int maildir_find_delivered(const char *dir, const char *key, char *name_out, size_t name_len);
+
+/*
+ * Builds a unique name from its parts: "<sec>.M<usec>P<pid>Q<key>.<host>",
+ * '/' and ':' in host written as "\057" and "\072" (the spec's escaping),
+ * the host cut so that the name stays within MAILDIR_NAME_LIMIT.
+ * 0, -EINVAL (bad key), -ENAMETOOLONG (outsz too small).
+ */
+int maildir_make_name(char *out, size_t outsz, int64_t sec, long usec, long pid, const char *key,
+                      const char *host);
+
+/* Whether key is acceptable ([A-Za-z0-9_-], 1..MAILDIR_KEY_MAX). */
+bool maildir_key_valid(const char *key);
+
+#endif

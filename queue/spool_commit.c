@@ -1,0 +1,372 @@
+/*
+ * spool_commit.c - the group committer of sluice-smtpd (spool_open,
+ * spool_close, and the thread that makes messages durable).
+ *
+ * Why a group commit: a durable commit costs a disk flush, about a
+ * millisecond here whatever is in it, so one flush per message caps a
+ * server near 1,000 messages/s however many sessions it serves. One flush
+ * for every message that is ready makes the cost per message shrink as
+ * load grows, which is when it matters (docs/spool.md has the numbers).
+ *
+ * The protocol of one batch (every message of it in each step):
+ *   1. write: what is still in memory to incoming/ID.msg (created O_EXCL
+ *      and locked, unless a flush already did), the envelope to
+ *      incoming/ID.env. A write error fails only that message.
+ *   2. sync: one syncfs() of the spool filesystem (default), or an
+ *      fdatasync() of each file ($SLUICE_SPOOL_SYNC=fdatasync). Data and
+ *      envelope reach the disk before any name in queue/ points at them.
+ *      A failed syncfs fails the whole batch (we cannot tell whose data
+ *      was lost); a failed fdatasync fails that message.
+ *   3. rename each .msg, then its .env, into queue/ (never replacing).
+ *   4. fsync(queue/) once: the new names are durable. If it fails, the
+ *      batch's names are removed again and the batch fails.
+ *   5. close (releasing the locks), hand the batch to the loop
+ *      (uv_async_send); there each callback runs in batch order (status 0
+ *      = durable: the session may say 250), then one "new ID ..." datagram
+ *      per batch goes to sluice-delivery.
+ * Never is a success reported for a message whose files were not synced,
+ * and every failure removes the message's files (spool_txn_discard).
+ *
+ * Requests that arrive while a batch is being synced wait and form the next
+ * batch; so batches grow with the load by themselves, with no timer.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sluice/log.h"
+#include "spool_recv.h"
+
+/* ---- committer thread ---- */
+
+static int sync_batch_fs(spool *s)
+{
+    for (;;) {
+        if (syncfs(s->fs->incoming_fd) == 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static void fail_msg(spool *s, spool_msg *m, int rc, const char *step)
+{
+    log_err("%s: commit failed (%s): %s", m->txn.id, step, strerror(-rc));
+    m->status = rc;
+    spool_txn_discard(s->fs, &m->txn);
+}
+
+static void commit_batch(spool *s, spool_msg **batch, size_t n)
+{
+    bool per_file = s->method == SPOOL_SYNC_FDATASYNC;
+    size_t ok = 0;
+    int rc;
+
+    /* 1. write */
+    for (size_t i = 0; i < n; i++) {
+        spool_msg *m = batch[i];
+        m->status = 0;
+        rc = spool_txn_write_msg(s->fs, &m->txn, m->buf.data, m->buf.len);
+        if (rc == 0)
+            rc = spool_txn_write_env(s->fs, &m->txn, m->env.data, m->env.len, per_file);
+        if (rc)
+            fail_msg(s, m, rc, "write");
+        else
+            ok++;
+    }
+    if (ok == 0)
+        return;
+
+    /* 2. sync */
+    if (per_file) {
+        for (size_t i = 0; i < n; i++)
+            if (batch[i]->status == 0 && (rc = spool_txn_datasync(&batch[i]->txn)) != 0)
+                fail_msg(s, batch[i], rc, "fdatasync");
+    } else if ((rc = sync_batch_fs(s)) != 0) {
+        for (size_t i = 0; i < n; i++)
+            if (batch[i]->status == 0)
+                fail_msg(s, batch[i], rc, "syncfs");
+        return;
+    }
+
+    /* 3. rename */
+    ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        spool_msg *m = batch[i];
+        if (m->status != 0)
+            continue;
+        if ((rc = spool_txn_rename(s->fs, &m->txn)) != 0)
+            fail_msg(s, m, rc, "rename");
+        else
+            ok++;
+    }
+    if (ok == 0)
+        return;
+
+    /* 4. one fsync of queue/ for all the new names */
+    if ((rc = spool_fsync(s->fs->queue_fd)) != 0) {
+        for (size_t i = 0; i < n; i++)
+            if (batch[i]->status == 0)
+                fail_msg(s, batch[i], rc, "fsync queue/");
+        /* Best effort to make the removals durable; a message that comes
+         * back after a crash was never acknowledged, so the worst case is
+         * a duplicate, never a loss. */
+        spool_fsync(s->fs->queue_fd);
+        return;
+    }
+
+    /* 5. committed */
+    for (size_t i = 0; i < n; i++)
+        if (batch[i]->status == 0)
+            spool_txn_finish(&batch[i]->txn);
+}
+
+static void *committer_main(void *arg)
+{
+    spool *s = arg;
+    spool_msg *batch[SPOOL_BATCH_MAX];
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->req_head && !(s->closing && s->deferred == 0))
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->req_head)
+            break; /* closing, and nothing queued or on its way */
+        size_t n = 0;
+        while (s->req_head && n < SPOOL_BATCH_MAX) {
+            batch[n++] = s->req_head;
+            s->req_head = s->req_head->next;
+        }
+        if (!s->req_head)
+            s->req_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        commit_batch(s, batch, n);
+
+        pthread_mutex_lock(&s->mu);
+        s->stats.batches++;
+        if (n > s->stats.max_batch)
+            s->stats.max_batch = n;
+        for (size_t i = 0; i < n; i++) {
+            batch[i]->next = NULL;
+            if (s->done_tail)
+                s->done_tail->next = batch[i];
+            else
+                s->done_head = batch[i];
+            s->done_tail = batch[i];
+            if (batch[i]->status == 0)
+                s->stats.committed++;
+            else
+                s->stats.failed++;
+        }
+        pthread_mutex_unlock(&s->mu);
+        uv_async_send(&s->async);
+        pthread_mutex_lock(&s->mu);
+    }
+    s->exited = true;
+    pthread_mutex_unlock(&s->mu);
+    /* The loop joins us only after it has seen exited, i.e. after this. */
+    uv_async_send(&s->async);
+    return NULL;
+}
+
+/* ---- loop side ---- */
+
+void spool_submit(spool *s, spool_msg *m, bool was_deferred)
+{
+    m->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (was_deferred)
+        s->deferred--;
+    if (s->req_tail)
+        s->req_tail->next = m;
+    else
+        s->req_head = m;
+    s->req_tail = m;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void spool_undefer(spool *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->deferred--;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void spool_free(spool *s)
+{
+    void (*done)(void *) = s->close_done;
+    void *arg = s->close_arg;
+
+    spool_fs_close(s->fs);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    if (done)
+        done(arg);
+}
+
+void spool_msg_free(spool_msg *m)
+{
+    spool *s = m->s;
+
+    sbuf_free(&m->buf);
+    sbuf_free(&m->fbuf);
+    sbuf_free(&m->env);
+    free(m);
+    s->live--;
+    if (s->async_closed && s->live == 0)
+        spool_free(s);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    spool *s = h->data;
+    s->async_closed = true;
+    if (s->live == 0)
+        spool_free(s);
+}
+
+/* "new ID ID ...", one datagram per ~4000 bytes (well under the default
+ * datagram limits, and one read for the runner). */
+#define NOTIFY_MAX 4000
+
+static void notify_flush(spool *s, char *text, size_t *len)
+{
+    if (*len > 3)
+        (void)spool_notify_delivery(spool_fs_root(s->fs), text, *len);
+    memcpy(text, "new", 3);
+    *len = 3;
+}
+
+static void on_async(uv_async_t *h)
+{
+    spool *s = h->data;
+    char text[NOTIFY_MAX];
+    size_t len = 3;
+    bool exited;
+
+    pthread_mutex_lock(&s->mu);
+    spool_msg *m = s->done_head;
+    s->done_head = s->done_tail = NULL;
+    exited = s->exited;
+    pthread_mutex_unlock(&s->mu);
+
+    memcpy(text, "new", 3);
+    while (m) {
+        spool_msg *next = m->next;
+        if (m->status == 0) {
+            if (len + 1 + QUEUE_ID_LEN > sizeof(text))
+                notify_flush(s, text, &len);
+            text[len++] = ' ';
+            memcpy(text + len, m->txn.id, QUEUE_ID_LEN);
+            len += QUEUE_ID_LEN;
+        }
+        if (m->commit_cb)
+            m->commit_cb(m->commit_arg, m->status);
+        spool_msg_free(m);
+        m = next;
+    }
+    /* After the callbacks: the 250s are on their way before the runner
+     * starts reading the files. */
+    notify_flush(s, text, &len);
+
+    if (exited && !s->joined) {
+        pthread_join(s->thread, NULL);
+        s->joined = true;
+        uv_close((uv_handle_t *)&s->async, on_async_closed);
+    }
+}
+
+static void on_open_failed_closed(uv_handle_t *h)
+{
+    spool_free(h->data);
+}
+
+int spool_open(uv_loop_t *loop, const char *root, spool **out)
+{
+    spool_fs *fs;
+    int rc;
+
+    *out = NULL;
+    if ((rc = spool_fs_open(root, true, &fs)) != 0)
+        return rc;
+    rc = spool_fs_recover(fs);
+    if (rc < 0) {
+        log_err("spool: recovery of %s failed: %s", root, strerror(-rc));
+        spool_fs_close(fs);
+        return rc;
+    }
+    if (rc > 0)
+        log_info("spool: removed %d leftovers of interrupted receives", rc);
+
+    spool *s = calloc(1, sizeof(*s));
+    if (!s) {
+        spool_fs_close(fs);
+        return -ENOMEM;
+    }
+    s->loop = loop;
+    s->fs = fs;
+    s->method = spool_sync_method_from_env();
+    if ((rc = pthread_mutex_init(&s->mu, NULL)) != 0) {
+        spool_fs_close(fs);
+        free(s);
+        return -rc;
+    }
+    if ((rc = pthread_cond_init(&s->cv, NULL)) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        spool_fs_close(fs);
+        free(s);
+        return -rc;
+    }
+    if ((rc = uv_async_init(loop, &s->async, on_async)) != 0) {
+        s->close_done = NULL;
+        spool_free(s);
+        return rc;
+    }
+    s->async.data = s;
+
+    /* Signals belong to the loop thread (libuv's signal handling). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&s->thread, NULL, committer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        /* The handle must be closed through the loop; s goes with it. */
+        uv_close((uv_handle_t *)&s->async, on_open_failed_closed);
+        return -rc;
+    }
+    if (s->method == SPOOL_SYNC_FDATASYNC)
+        log_info("spool: group commit syncs each file (SLUICE_SPOOL_SYNC=fdatasync)");
+    *out = s;
+    return 0;
+}
+
+void spool_close_then(spool *s, void (*done)(void *arg), void *arg)
+{
+    if (!s)
+        return;
+    s->close_done = done;
+    s->close_arg = arg;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void spool_close(spool *s)
+{
+    spool_close_then(s, NULL, NULL);
+}
+
+void spool_get_stats(spool *s, spool_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,73 @@
+/*
+ * spool_recv.h - private to spool_msg.c and spool_commit.c: the receiving
+ * spool of sluice-smtpd and its messages.
+ *
+ * Threads and ownership:
+ *   loop thread     every spool_* / spool_msg_* call, every callback
+ *   libuv pool      flush work: writes a message's flush buffer
+ *   committer       group commits (spool_commit.c)
+ * A spool_msg belongs to the loop until spool_msg_commit queues it; from
+ * then on to the committer until it is back on the done list; the loop
+ * runs its callback and frees it. Fields marked (mu) are shared and only
+ * touched under spool.mu.
+ */
+#ifndef SLUICE_SPOOL_RECV_H
+#define SLUICE_SPOOL_RECV_H
+
+#include <pthread.h>
+
+#include "spool_int.h"
+
+/* Upper bound of one batch: keeps the descriptors a batch holds (two per
+ * message) well under the usual 1024 limit. */
+#define SPOOL_BATCH_MAX 256
+
+struct spool_msg {
+    spool *s;
+    spool_msg *next; /* on the request or done list (mu) */
+    struct spool_txn txn;
+    sbuf buf;  /* written by spool_msg_write, not yet handed to a flush */
+    sbuf fbuf; /* being written by the flush in flight */
+    uint64_t size;
+    uint32_t crc;
+    int error; /* sticky: a failed flush fails everything after it */
+    bool flushing, aborted, commit_wanted;
+    spool_done_cb flush_cb, commit_cb;
+    void *flush_arg, *commit_arg;
+    sbuf env;        /* serialised envelope, from spool_msg_commit on */
+    int status;      /* result of the commit, set by the committer */
+    uv_work_t work;  /* flush or discard in the libuv pool */
+    int work_status; /* result of that work */
+};
+
+struct spool {
+    uv_loop_t *loop;
+    spool_fs *fs;
+    enum spool_sync_method method;
+    uv_async_t async;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    spool_msg *req_head, *req_tail;   /* (mu) commits waiting for a batch */
+    spool_msg *done_head, *done_tail; /* (mu) results for the loop */
+    unsigned deferred;                /* (mu) commits waiting for a flush */
+    bool closing;                     /* (mu) no new commits; drain and stop */
+    bool exited;                      /* (mu) the committer has returned */
+    spool_stats stats;                /* (mu) */
+    /* loop thread only */
+    bool joined, async_closed;
+    size_t live; /* spool_msg not yet freed */
+    void (*close_done)(void *arg);
+    void *close_arg;
+};
+
+/* spool_commit.c */
+/* Queues a commit for the next batch (loop); was_deferred: it waited for
+ * a flush, and s->deferred drops in the same critical section, so the
+ * committer cannot see "nothing deferred, nothing queued" in between. */
+void spool_submit(spool *s, spool_msg *m, bool was_deferred);
+/* A deferred commit that will not be submitted (its flush failed). */
+void spool_undefer(spool *s);
+void spool_msg_free(spool_msg *m);         /* free after its last callback */
+
+#endif

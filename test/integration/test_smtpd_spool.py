@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""sluice-smtpd and the spool: committed files and their format, crash
+safety (kill -9), start-of-day recovery, and a full disk."""
+
+import os
+import re
+import zlib
+
+import sluicetest as st
+from sluicetest import SluiceCase
+
+BODY = b"Subject: spool\r\nFrom: alice@example.test\r\n\r\nkeep me safe\r\n"
+
+
+class CommittedFiles(SluiceCase):
+    def setUp(self):
+        super().setUp()
+        self.s = self.sluice()
+        self.c = self.connect(self.s)
+
+    def test_files_and_format(self):
+        qid = self.assertQueued(self.c.transaction("alice@example.test",
+                                                   ["user@example.test", "bob@example.test"], BODY))
+        self.assertEqual(sorted(self.s.spool_files("queue")), [qid + ".env", qid + ".msg"])
+        self.assertEqual(self.s.spool_files("incoming"), [], "nothing left in incoming/")
+        env = self.s.envelope(qid)
+        msg = self.s.message(qid)
+        self.assertTrue(env.version.startswith("sluice-envelope "), f"version line: {env!r}")
+        self.assertTrue(env.complete, f"no end: line: {env!r}")
+        self.assertTrue(env.crc_ok, f"end: CRC-32 does not match the bytes before it: {env!r}")
+        self.assertEqual(env.duplicates, [], f"duplicate keys: {env!r}")
+        self.assertEqual(env.get("id"), qid, repr(env))
+        self.assertEqual(env.sender, "alice@example.test", repr(env))
+        self.assertEqual(env.recipients, ["user@example.test", "bob@example.test"], repr(env))
+        self.assertEqual([r.get("rcpt-state") for r in env.rcpts], ["pending", "pending"], repr(env))
+        self.assertEqual(env.get("size"), str(len(msg)), f"size: vs the .msg file: {env!r}")
+        self.assertEqual(env.get("crc32", "").lower(), "%08x" % zlib.crc32(msg),
+                         f"crc32: vs the .msg file: {env!r}")
+        self.assertTrue(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", env.get("arrival", "")),
+                        f"arrival: RFC 3339 UTC: {env!r}")
+        self.assertTrue(msg.endswith(BODY))
+        for name in (qid + ".env", qid + ".msg"):
+            mode = os.stat(self.s.spool_path("queue", name)).st_mode & 0o777
+            self.assertEqual(mode, 0o600, f"{name} mode {mode:o}")
+        mode = os.stat(self.s.spool_path("queue")).st_mode & 0o777
+        self.assertEqual(mode, 0o700, f"queue/ mode {mode:o}")
+
+    def test_ids_sort_by_arrival(self):
+        ids = [self.assertQueued(self.c.transaction("alice@example.test", "user@example.test", BODY))
+               for _ in range(5)]
+        self.assertEqual(ids, sorted(ids), "ids sort by arrival")
+        self.assertEqual(self.s.spool_ids(), sorted(ids))
+
+
+class CrashSafety(SluiceCase):
+    def test_kill9_after_250_loses_nothing(self):
+        s = self.sluice()
+        sent = {}
+        c = self.connect(s)
+        for i in range(3):
+            body = BODY + b"number %d\r\n" % i
+            sent[self.assertQueued(c.transaction("alice@example.test", "user@example.test", body))] = body
+        s.kill9()
+        c.close()
+        self.assertEqual(sorted(sent), s.spool_ids(), "every acknowledged message is in queue/")
+        s.start_smtpd()
+        self.assertEqual(sorted(sent), s.spool_ids(), "and still after a restart")
+        for qid, body in sent.items():
+            env = s.envelope(qid)
+            self.assertTrue(env.complete and env.crc_ok, f"{qid}.env damaged: {env!r}")
+            self.assertEqual(env.recipients, ["user@example.test"])
+            self.assertEqual(st.split_received(s.message(qid))[1], body)
+        c = self.connect(s)
+        self.assertQueued(c.transaction("alice@example.test", "user@example.test", BODY),
+                          "accepting again after the restart")
+
+    def test_kill9_during_data_leaves_nothing(self):
+        s = self.sluice()
+        c = self.connect(s)
+        self.assertReply(c.cmd("MAIL FROM:<alice@example.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<user@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"Subject: interrupted\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600)  # > 256 KiB: flushed
+        st.wait_until(lambda: s.spool_files("incoming") != [], timeout=2)
+        s.kill9()
+        c.close()
+        s.start_smtpd()
+        self.assertEqual(s.spool_ids(), [], "an unacknowledged message must not be committed")
+        self.assertEqual(s.spool_files("incoming"), [], "leftovers of the receive removed at start")
+
+
+class Recovery(SluiceCase):
+    def test_leftovers_removed_at_start(self):
+        s = self.sluice(start=False)
+        for sub in ("incoming", "queue"):
+            os.makedirs(os.path.join(s.spool, sub), mode=0o700, exist_ok=True)
+        orphan = "18F3A2B4C5D6E0"
+        leftovers = {
+            ("incoming", "18F3A2B4C5D6A0.msg"): b"Subject: half\r\n\r\nhalf writ",
+            ("incoming", "18F3A2B4C5D6A1.env"): b"sluice-envelope 1\nid: 18F3A2B4C5D6A1\n",
+            ("queue", orphan + ".msg"): b"Subject: no envelope\r\n\r\n",
+        }
+        for (sub, name), data in leftovers.items():
+            with open(os.path.join(s.spool, sub, name), "wb") as f:
+                f.write(data)
+        s.start_smtpd()
+        self.assertEqual(s.spool_files("incoming"), [], "incoming/ is emptied at start")
+        self.assertNotIn(orphan + ".msg", s.spool_files("queue"),
+                         "a .msg without its .env was never acknowledged: removed at start")
+        c = self.connect(s)
+        qid = self.assertQueued(c.transaction("alice@example.test", "user@example.test", BODY))
+        self.assertEqual(s.spool_ids(), [qid])
+
+    def test_committed_messages_kept_at_start(self):
+        s = self.sluice()
+        c = self.connect(s)
+        qid = self.assertQueued(c.transaction("alice@example.test", "user@example.test", BODY))
+        c.cmd("QUIT")
+        before = (s.envelope(qid).raw, s.message(qid))
+        s.stop()
+        s.start_smtpd()
+        self.assertEqual(s.spool_ids(), [qid])
+        self.assertEqual((s.envelope(qid).raw, s.message(qid)), before, "untouched by a restart")
+
+
+class DiskFull(SluiceCase):
+    def test_full_disk_gives_452_and_leaves_nothing(self):
+        s = self.sluice(start=False)
+        s.use_tmpfs_spool("1m")  # skips the test where mounting is not allowed
+        s.write_config(smtpd={"max_message_size": 50 * 1024 * 1024})
+        s.start_smtpd()
+        c = self.connect(s)
+        big = b"Subject: big\r\n\r\n" + (b"f" * 998 + b"\r\n") * 2100  # ~2 MiB
+        r = c.transaction("alice@example.test", "user@example.test", big, check=False)
+        self.assertReply(r, 452, "4.3.1", "2 MiB into a 1 MiB spool")
+        self.assertEqual(s.spool_ids(), [], "nothing committed")
+        self.assertEqual(s.spool_files("queue"), [], "nothing half-written in queue/")
+        self.assertEqual(s.spool_files("incoming"), [], "the partial file removed")
+        self.assertReply(c.cmd("NOOP"), 250, "2.0.0", "the session goes on")
+        qid = self.assertQueued(c.transaction("alice@example.test", "user@example.test", BODY),
+                                "a small message fits once the partial one is gone")
+        self.assertEqual(s.spool_ids(), [qid])
+
+
+if __name__ == "__main__":
+    st.main()
