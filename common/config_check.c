@@ -62,8 +62,7 @@ static bool readable(struct check *C, const char *key, const char *path)
         return false;
     }
     if (!S_ISREG(st.st_mode)) {
-        problem(C, C->name, cfg_key_line(C->cfg, key), "%s: %s is not a regular file", key,
-                path);
+        problem(C, C->name, cfg_key_line(C->cfg, key), "%s: %s is not a regular file", key, path);
         return false;
     }
     return true;

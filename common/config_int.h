@@ -98,6 +98,28 @@ static inline bool cfg_caseeq(const char *a, const char *b, size_t n)
 
 /* Longest line in sluice.conf and in maps, without the newline. */
 #define CFG_LINE_MAX 4096
+/* Longest value quoted back in a message. */
+#define CFG_ECHO_MAX 80
+
+/* What a load shares between config.c (reading) and config_value.c (storing). */
+struct cfg_load {
+    sluice_config *cfg;
+    const char *name; /* the file, for messages */
+    config_diag_fn diag;
+    void *arg;
+    int problems;
+    int fatal; /* negative errno (out of memory): stop */
+};
+
+/* Reports "FILE:LINE: message" and counts it. */
+void cfg_problem(struct cfg_load *L, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Parses v for key idx (per its type) and stores it. line 0 = the built-in default. */
+void cfg_set_key(struct cfg_load *L, int idx, const char *v, unsigned line);
+/* Replaces string field idx with s (NULL = out of memory); the old value is freed. */
+int cfg_set_string(struct cfg_load *L, int idx, char *s);
+/* Empties a list field (freeing its strings). */
+void cfg_clear_list(sluice_config *cfg, enum cfg_type type);
 
 /* Formats "FILE:LINE: message" (or "FILE: message" when line is 0) to diag. */
 void cfg_report(config_diag_fn diag, void *arg, const char *file, unsigned line, const char *fmt,

@@ -422,8 +422,7 @@ int cfg_parse_relay(const char *s, cfg_relay *out, const char **why)
     }
     if (split_hostport(s, len, r.host, sizeof(r.host), &r.port, &r.literal, why) < 0)
         return -EINVAL;
-    if (!cfg_valid_domain(r.host, strlen(r.host)) &&
-        !(r.literal && ip_family(r.host, NULL) != 0)) {
+    if (!cfg_valid_domain(r.host, strlen(r.host)) && !(r.literal && ip_family(r.host, NULL) != 0)) {
         *why = r.literal ? "expected a host name or IP address in brackets"
                          : "expected a host name (IP addresses go in brackets)";
         return -EINVAL;

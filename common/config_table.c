@@ -20,87 +20,88 @@
 
 /* X(section, name, type, type-doc, default, field, min, max, flags, doc) */
 #define CFG_TABLE(X)                                                                               \
-    X("server", "hostname", CT_HOSTNAME, "hostname", "(this host's name)", hostname, 0, 0,        \
+    X("server", "hostname", CT_HOSTNAME, "hostname", "(this host's name)", hostname, 0, 0,         \
       CK_NONEMPTY | CK_DEFHOST,                                                                    \
       "Name in the greeting, EHLO, Received: lines and DSNs; default is gethostname()")            \
     X("server", "spool", CT_PATH, "path", "/var/spool/sluice", spool, 0, 0, CK_NONEMPTY,           \
-      "Spool folder (queue, corrupt messages, sockets); created if missing")                      \
+      "Spool folder (queue, corrupt messages, sockets); created if missing")                       \
     X("server", "user", CT_USER, "user name", "", user, 0, 0, 0,                                   \
-      "When started as root: drop to this user after binding; empty = stay")                      \
+      "When started as root: drop to this user after binding; empty = stay")                       \
     X("server", "log", CT_ENUM, "stderr|syslog", "stderr", log_syslog, 0, 0, 0,                    \
-      "Where log lines go (syslog facility: mail)")                                               \
+      "Where log lines go (syslog facility: mail)")                                                \
                                                                                                    \
-    X("smtpd", "listen", CT_LISTEN, "ADDRESS:PORT mx|submission|smtps", "127.0.0.1:25 mx",         \
-      listen, 0, 0, CK_LIST,                                                                       \
-      "A listener (repeatable; IPv6 as [::1]:25); the first one replaces the default")            \
+    X("smtpd", "listen", CT_LISTEN, "ADDRESS:PORT mx|submission|smtps", "127.0.0.1:25 mx", listen, \
+      0, 0, CK_LIST,                                                                               \
+      "A listener (repeatable; IPv6 as [::1]:25); the first one replaces the default")             \
     X("smtpd", "max_message_size", CT_SIZE, "bytes", "36700160", max_message_size, 1, U64, 0,      \
-      "Largest message accepted, announced in EHLO SIZE")                                         \
+      "Largest message accepted, announced in EHLO SIZE")                                          \
     X("smtpd", "max_recipients", CT_UINT, "count", "1000", max_recipients, 1, U, 0,                \
-      "Recipients per message; more get 452 4.5.3")                                               \
+      "Recipients per message; more get 452 4.5.3")                                                \
     X("smtpd", "max_connections", CT_UINT, "count", "10000", max_connections, 1, U, 0,             \
-      "Simultaneous SMTP sessions, all listeners together")                                       \
+      "Simultaneous SMTP sessions, all listeners together")                                        \
     X("smtpd", "max_connections_per_ip", CT_UINT, "count", "50", max_connections_per_ip, 1, U, 0,  \
-      "Simultaneous SMTP sessions from one client address")                                       \
+      "Simultaneous SMTP sessions from one client address")                                        \
     X("smtpd", "trusted_networks", CT_CIDRS, "CIDR list", "", trusted_networks, 0, 0, CK_LIST,     \
-      "Clients allowed to relay without AUTH (bare address = one host; /0 refused)")              \
+      "Clients allowed to relay without AUTH (bare address = one host; /0 refused)")               \
     X("smtpd", "tls_cert", CT_PATH, "path", "", tls_cert, 0, 0, 0,                                 \
-      "PEM certificate chain for STARTTLS and smtps; empty = no TLS")                             \
+      "PEM certificate chain for STARTTLS and smtps; empty = no TLS")                              \
     X("smtpd", "tls_key", CT_PATH, "path", "", tls_key, 0, 0, 0,                                   \
-      "PEM private key matching tls_cert")                                                        \
-    X("smtpd", "auth_mechanisms", CT_MECHS, "SASL mechanism list", "PLAIN LOGIN",                  \
-      auth_mechanisms, 0, 0, 0, "SASL mechanisms offered after TLS; empty = no AUTH")             \
+      "PEM private key matching tls_cert")                                                         \
+    X("smtpd", "auth_mechanisms", CT_MECHS, "SASL mechanism list", "PLAIN LOGIN", auth_mechanisms, \
+      0, 0, 0, "SASL mechanisms offered after TLS; empty = no AUTH")                               \
     X("smtpd", "sasl_db", CT_PATH, "path", "", sasl_db, 0, 0, 0,                                   \
-      "sasldb2 file (saslpasswd2 -f FILE -u REALM -c USER); empty = Cyrus default")               \
+      "sasldb2 file (saslpasswd2 -f FILE -u REALM -c USER); empty = Cyrus default")                \
     X("smtpd", "spf", CT_ENUM, "off|tag|reject", "reject", spf, 0, 0, 0,                           \
-      "SPF check on port 25: off, add Received-SPF only, or reject on fail")                      \
+      "SPF check on port 25: off, add Received-SPF only, or reject on fail")                       \
     X("smtpd", "timeout_command", CT_DURATION, "duration", "5m", timeout_command, 1, U, 0,         \
-      "Wait for the next command (RFC 5321 4.5.3.2.7)")                                           \
+      "Wait for the next command (RFC 5321 4.5.3.2.7)")                                            \
     X("smtpd", "timeout_data_block", CT_DURATION, "duration", "3m", timeout_data_block, 1, U, 0,   \
-      "Wait between reads inside DATA or BDAT (RFC 5321 4.5.3.2.6)")                              \
+      "Wait between reads inside DATA or BDAT (RFC 5321 4.5.3.2.6)")                               \
     X("smtpd", "max_bad_commands", CT_UINT, "count", "20", max_bad_commands, 1, U, 0,              \
-      "Protocol errors in a session before 421 and close")                                        \
+      "Protocol errors in a session before 421 and close")                                         \
     X("smtpd", "allow_plaintext_auth", CT_BOOL, "bool", "no", allow_plaintext_auth, 0, 0, 0,       \
-      "Offer AUTH without TLS to loopback clients (testing only)")                                \
+      "Offer AUTH without TLS to loopback clients (testing only)")                                 \
     X("smtpd", "auth_fail_limit", CT_UINT, "count", "5", auth_fail_limit, 1, U, 0,                 \
-      "Failed AUTH attempts per client address within auth_fail_window")                          \
+      "Failed AUTH attempts per client address within auth_fail_window")                           \
     X("smtpd", "auth_fail_window", CT_DURATION, "duration", "5m", auth_fail_window, 1, U, 0,       \
-      "Window for auth_fail_limit")                                                               \
+      "Window for auth_fail_limit")                                                                \
     X("smtpd", "sender_login_map", CT_PATH, "path", "", sender_login_map, 0, 0, 0,                 \
-      "Map: login  sender[, sender...]; empty = no MAIL FROM ownership check")                    \
+      "Map: login  sender[, sender...]; empty = no MAIL FROM ownership check")                     \
                                                                                                    \
     X("domains", "local", CT_DOMAINS, "domain list", "localhost", local_domains, 0, 0, CK_LIST,    \
-      "Domains delivered here (exact names, no trailing dot; repeatable)")                        \
+      "Domains delivered here (exact names, no trailing dot; repeatable)")                         \
     X("domains", "mailboxes", CT_PATH, "path", "", mailboxes, 0, 0, 0,                             \
-      "Map: address  maildir-path (relative paths: from the config folder)")                      \
+      "Map: address  maildir-path (relative paths: from the config folder)")                       \
     X("domains", "aliases", CT_PATH, "path", "", aliases, 0, 0, 0,                                 \
-      "Map: address  target[, target...]")                                                        \
+      "Map: address  target[, target...]")                                                         \
                                                                                                    \
     X("delivery", "dns_servers", CT_DNS, "host:port list", "", dns_servers, 0, 0, CK_LIST,         \
-      "DNS servers (IP[:port], [IPv6]:port); empty = /etc/resolv.conf")                           \
+      "DNS servers (IP[:port], [IPv6]:port); empty = /etc/resolv.conf")                            \
     X("delivery", "remote_port", CT_PORT, "port", "25", remote_port, 1, 65535, 0,                  \
-      "Port used at MX hosts and at next hops given without a port")                              \
+      "Port used at MX hosts and at next hops given without a port")                               \
     X("delivery", "relayhost", CT_RELAY, "[host]:port", "", relayhost, 0, 0, 0,                    \
-      "Smarthost for all remote mail; brackets = no MX lookup; empty = direct")                   \
+      "Smarthost for all remote mail; brackets = no MX lookup; empty = direct")                    \
     X("delivery", "relayhost_auth", CT_PATH, "path", "", relayhost_auth, 0, 0, 0,                  \
-      "File with one line 'user password' for AUTH at the relayhost")                             \
+      "File with one line 'user password' for AUTH at the relayhost")                              \
     X("delivery", "transport", CT_PATH, "path", "", transport, 0, 0, 0,                            \
-      "Map: domain  [host]:port, next hop per recipient domain")                                  \
+      "Map: domain  [host]:port, next hop per recipient domain")                                   \
     X("delivery", "tls", CT_ENUM, "may|encrypt|verify", "may", tls, 0, 0, 0,                       \
-      "Outbound TLS: opportunistic, required, or required with a verified certificate")           \
+      "Outbound TLS: opportunistic, required, or required with a verified certificate")            \
     X("delivery", "concurrency", CT_UINT, "count", "100", concurrency, 1, U, 0,                    \
-      "Simultaneous outbound deliveries")                                                         \
+      "Simultaneous outbound deliveries")                                                          \
     X("delivery", "concurrency_per_destination", CT_UINT, "count", "20",                           \
-      concurrency_per_destination, 1, U, 0, "Simultaneous deliveries to one destination")         \
+      concurrency_per_destination, 1, U, 0, "Simultaneous deliveries to one destination")          \
     X("delivery", "retry_initial", CT_DURATION, "duration", "5m", retry_initial, 1, U, 0,          \
-      "First retry delay after a temporary failure; doubles up to retry_max")                     \
+      "First retry delay after a temporary failure; doubles up to retry_max")                      \
     X("delivery", "retry_max", CT_DURATION, "duration", "1h", retry_max, 1, U, 0,                  \
-      "Longest retry delay (at least retry_initial)")                                             \
+      "Longest retry delay (at least retry_initial)")                                              \
     X("delivery", "max_queue_lifetime", CT_DURATION, "duration", "5d", max_queue_lifetime, 1, U,   \
-      0, "Age after which a deferred message bounces")                                            \
+      0, "Age after which a deferred message bounces")                                             \
     X("delivery", "delay_warning", CT_DURATION, "duration", "4h", delay_warning, 0, U, 0,          \
       "Age at which the sender gets a delay DSN once; 0 = never")
 
-#define DOC_ROW(sec, name, type, tdoc, def, field, min, max, flags, doc) {sec, name, tdoc, def, doc},
+#define DOC_ROW(sec, name, type, tdoc, def, field, min, max, flags, doc)                           \
+    {sec, name, tdoc, def, doc},
 #define KEY_ROW(sec, name, type, tdoc, def, field, min, max, flags, doc)                           \
     {type, offsetof(sluice_config, field), sizeof(((sluice_config *)0)->field), min, max, flags},
 
@@ -145,7 +146,8 @@ static size_t edit_distance(const char *a, const char *b)
 {
     enum { N = 40 };
     size_t la = strlen(a), lb = strlen(b);
-    if (la >= N || lb >= N)
+    /* Lengths 3 apart are at least 3 edits apart: not worth the table. */
+    if (la >= N || lb >= N || la > lb + 2 || lb > la + 2)
         return SIZE_MAX;
     size_t d[N][N];
     for (size_t i = 0; i <= la; i++)

@@ -42,6 +42,15 @@ void cfg_report(config_diag_fn diag, void *arg, const char *file, unsigned line,
     va_end(ap);
 }
 
+void cfg_problem(struct cfg_load *L, unsigned line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport(L->diag, L->arg, L->name, line, fmt, ap);
+    va_end(ap);
+    L->problems++;
+}
+
 int cfg_read_file(const char *path, size_t max, char **data, size_t *len)
 {
     struct stat st;
@@ -65,9 +74,9 @@ int cfg_read_file(const char *path, size_t max, char **data, size_t *len)
     /* st_size is only a hint: pipes and /proc files report 0. */
     for (;;) {
         if (cap - used < 2) {
-            size_t ncap = cap ? cap * 2 : (st.st_size > 0 && (size_t)st.st_size < max)
-                                              ? (size_t)st.st_size + 2
-                                              : 8192;
+            size_t ncap = cap                                            ? cap * 2
+                          : (st.st_size > 0 && (size_t)st.st_size < max) ? (size_t)st.st_size + 2
+                                                                         : 8192;
             if (cap > max + 2) {
                 rc = -EFBIG;
                 goto out;

@@ -187,8 +187,8 @@ static map *map_new(void)
     return m;
 }
 
-int map_load_buffer(const char *name, const char *data, size_t len, map **out,
-                    config_diag_fn diag, void *arg)
+int map_load_buffer(const char *name, const char *data, size_t len, map **out, config_diag_fn diag,
+                    void *arg)
 {
     const char *p = data, *end = data + len;
     unsigned lineno = 0;
@@ -324,7 +324,8 @@ const char *map_lookup(const map *m, const char *key, size_t keylen)
     size_t s = find_exact(m, buf, keylen, hash_bytes(buf, keylen, false));
     if (m->exact[s])
         return m->ents[m->exact[s] - 1].value;
-    return NULL; /* already compared without case */
+    if (!memchr(key, '@', keylen))
+        return NULL; /* already compared without case */
     s = find_fold(m, key, keylen, hash_bytes(key, keylen, true));
     return m->fold[s] ? m->ents[m->fold[s] - 1].value : NULL;
 }

@@ -38,10 +38,10 @@ struct resolver_sock {
 /* One lookup inside c-ares; outlives a canceled request until c-ares answers. */
 struct resolver_query {
     resolver *r;
-    resolver_req *req; /* NULL once the request was canceled */
-    int type;          /* T_MX, T_A, T_AAAA, T_TXT, T_PTR */
-    bool unspec;       /* an AF_UNSPEC address lookup: T_AAAA and T_A both sent */
-    int pending;       /* c-ares queries still out (2 for AF_UNSPEC) */
+    resolver_req *req;          /* NULL once the request was canceled */
+    int type;                   /* T_MX, T_A, T_AAAA, T_TXT, T_PTR */
+    bool unspec;                /* an AF_UNSPEC address lookup: T_AAAA and T_A both sent */
+    int pending;                /* c-ares queries still out (2 for AF_UNSPEC) */
     struct sockaddr_storage sa; /* PTR: the address asked about */
     /* AF_UNSPEC: per family status and result, merged when both are in */
     int st4, st6;
@@ -282,8 +282,9 @@ int resolver_init(uv_loop_t *loop, resolver *r, const resolver_options *opts)
      * it, while a truncated UDP reply is always retried over TCP.
      */
     ao.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    /* NOROTATE: the configured order is the order of preference, whatever resolv.conf says. */
     mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS |
-           ARES_OPT_FLAGS;
+           ARES_OPT_FLAGS | ARES_OPT_NOROTATE;
     st = ares_init_options(&r->channel_, &ao, mask);
     if (st != ARES_SUCCESS) {
         log_err("resolver: c-ares init: %s", ares_strerror(st));
@@ -467,7 +468,7 @@ static void answer(struct resolver_query *q, int type, int status, const unsigne
 
 /* The c-ares callbacks: arg is the query; one per record type we send. */
 #define ANSWER_CB(name, type)                                                                      \
-    static void name(void *arg, int status, int timeouts, unsigned char *abuf, int alen)          \
+    static void name(void *arg, int status, int timeouts, unsigned char *abuf, int alen)           \
     {                                                                                              \
         (void)timeouts;                                                                            \
         answer(arg, type, status, abuf, alen);                                                     \
@@ -533,8 +534,7 @@ static void send_one(resolver *r, struct resolver_query *q, const char *name, in
     r->submitting_--;
 }
 
-static int query_simple(resolver *r, resolver_req *req, const char *name, int type,
-                        resolver_cb cb)
+static int query_simple(resolver *r, resolver_req *req, const char *name, int type, resolver_cb cb)
 {
     struct resolver_query *q;
     int rc = start(r, req, name, cb, &q);

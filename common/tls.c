@@ -12,8 +12,8 @@
 
 /* TLS 1.2 suites with forward secrecy and AEAD only (1.3 suites are all fine). */
 #define TLS12_CIPHERS                                                                              \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"   \
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"     \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
 static void ssl_err(char *err, size_t errlen, const char *what)
@@ -66,8 +66,7 @@ int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **ou
         return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(what, sizeof(what), "key %s does not match certificate %s", key_file,
-                 cert_file);
+        snprintf(what, sizeof(what), "key %s does not match certificate %s", key_file, cert_file);
         ssl_err(err, errlen, what);
         SSL_CTX_free(ctx);
         return -EINVAL;

@@ -244,8 +244,8 @@ static int fresh_name(const maildir_delivery *d, const char *host, char *name, s
 }
 
 /* Creates tmp/NAME exclusively; a taken name (same usec) gets another try. */
-static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char *tmp,
-                      size_t tmpsz, char *name, size_t namesz)
+static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char *tmp, size_t tmpsz,
+                      char *name, size_t namesz)
 {
     for (int i = 0; i < NAME_TRIES; i++) {
         int fd, rc = fresh_name(d, host, name, namesz);
@@ -300,8 +300,7 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
     const char *host;
     int dfd, fd, rc;
 
-    if (d == NULL || d->dir == NULL || d->dir[0] == '\0' || d->fd < 0 ||
-        !maildir_key_valid(d->key))
+    if (d == NULL || d->dir == NULL || d->dir[0] == '\0' || d->fd < 0 || !maildir_key_valid(d->key))
         return -EINVAL;
     if ((d->return_path && !header_value_ok(d->return_path)) ||
         (d->delivered_to && !header_value_ok(d->delivered_to)))

@@ -64,10 +64,11 @@ int spool_msg_write(spool_msg *m, const void *data, size_t len)
 
 size_t spool_msg_pending(const spool_msg *m)
 {
-    /* Both buffers: bytes in memory, not yet in the file. A session that
-     * pauses while this is >= SPOOL_MSG_FLUSH_AT and resumes in the flush
-     * callback bounds its memory to about twice that. */
-    return m->buf.len + m->fbuf.len;
+    /* Bytes the next flush would write: not those of a flush in flight.
+     * So a session may keep reading while one flush runs and pause only
+     * when the next buffer is full too; memory stays under about
+     * 2 * SPOOL_MSG_FLUSH_AT (docs/spool.md, "Receiving"). */
+    return m->buf.len;
 }
 
 uint64_t spool_msg_size(const spool_msg *m)

@@ -49,8 +49,8 @@ struct smtp_auth {
     bool started; /* smtp_auth_start was called */
     bool done;    /* a final result was given: only free is valid */
     char user[SMTP_AUTH_USER_MAX + 1];
-    char out[SMTP_AUTH_LINE_MAX + 1];  /* base64 challenge */
-    char dec[AUTH_DECODED_MAX + 1];    /* decoded client data: zeroed after use */
+    char out[SMTP_AUTH_LINE_MAX + 1]; /* base64 challenge */
+    char dec[AUTH_DECODED_MAX + 1];   /* decoded client data: zeroed after use */
 };
 
 /*
@@ -58,11 +58,11 @@ struct smtp_auth {
  * afterwards: the callbacks read it from pool threads without locking.
  */
 static struct {
-    bool configured;   /* smtp_auth_init succeeded */
-    bool sasl_up;      /* sasl_server_init succeeded (sasl_done owed) */
-    char *sasldb;      /* sasl_db, or NULL for Cyrus's default */
-    char *mech_list;   /* configured mechanisms, upper case, one space apart */
-    char *mechs;       /* those actually available */
+    bool configured; /* smtp_auth_init succeeded */
+    bool sasl_up;    /* sasl_server_init succeeded (sasl_done owed) */
+    char *sasldb;    /* sasl_db, or NULL for Cyrus's default */
+    char *mech_list; /* configured mechanisms, upper case, one space apart */
+    char *mechs;     /* those actually available */
 } g;
 
 /* ---- Cyrus callbacks ---- */
@@ -387,6 +387,27 @@ const char *smtp_auth_mechs(void)
 
 /* ---- one exchange ---- */
 
+/*
+ * Whether s is "IP;PORT" with a numeric IPv4 or IPv6 address. Checked here
+ * because Cyrus 2.1.28 leaks its parameter block when sasl_server_new
+ * rejects an address string.
+ */
+static bool valid_ipport(const char *s)
+{
+    const char *semi = strrchr(s, ';');
+    char ip[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+
+    if (!semi || semi == s || (size_t)(semi - s) >= sizeof(ip))
+        return false;
+    size_t nd = strlen(semi + 1);
+    if (nd == 0 || nd > 5 || strspn(semi + 1, "0123456789") != nd || atoi(semi + 1) > 65535)
+        return false;
+    memcpy(ip, s, (size_t)(semi - s));
+    ip[semi - s] = '\0';
+    return inet_pton(AF_INET, ip, bin) == 1 || inet_pton(AF_INET6, ip, bin) == 1;
+}
+
 int smtp_auth_new(const char *fqdn, const char *user_realm, const char *local_ipport,
                   const char *remote_ipport, smtp_auth **out)
 {
@@ -394,6 +415,14 @@ int smtp_auth_new(const char *fqdn, const char *user_realm, const char *local_ip
         return -EINVAL;
     *out = NULL;
     if (!g.sasl_up || !g.mechs || g.mechs[0] == '\0')
+        return -EINVAL;
+    /* "" is "unknown", as NULL: callers format into empty buffers first. */
+    if (local_ipport && !local_ipport[0])
+        local_ipport = NULL;
+    if (remote_ipport && !remote_ipport[0])
+        remote_ipport = NULL;
+    if ((local_ipport && !valid_ipport(local_ipport)) ||
+        (remote_ipport && !valid_ipport(remote_ipport)))
         return -EINVAL;
 
     smtp_auth *a = calloc(1, sizeof(*a));
@@ -403,8 +432,8 @@ int smtp_auth_new(const char *fqdn, const char *user_realm, const char *local_ip
      * flags 0: no SASL_SUCCESS_DATA (see the top of this file), no
      * SASL_NEED_PROXY (a login may only act as itself).
      */
-    int r = sasl_server_new("smtp", fqdn, user_realm, local_ipport, remote_ipport, NULL, 0,
-                            &a->conn);
+    int r =
+        sasl_server_new("smtp", fqdn, user_realm, local_ipport, remote_ipport, NULL, 0, &a->conn);
     if (r == SASL_OK)
         r = set_props(a->conn);
     if (r != SASL_OK) {

@@ -274,8 +274,7 @@ void auth_throttle_fail(auth_throttle *t, const struct sockaddr *sa, uint64_t no
     }
 }
 
-unsigned auth_throttle_failures(const auth_throttle *t, const struct sockaddr *sa,
-                                uint64_t now_ms)
+unsigned auth_throttle_failures(const auth_throttle *t, const struct sockaddr *sa, uint64_t now_ms)
 {
     uint8_t key[16];
     if (!t || t->limit == 0 || !make_key(sa, key))

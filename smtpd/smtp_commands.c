@@ -8,8 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "sluice/log.h"
+#include "sluice/sender_login.h"
+#include "sluice/smtp_auth.h"
 #include "sluice/smtp_policy.h"
 #include "sluice/smtp_reply.h"
 #include "sluice/smtp_session.h"
@@ -112,8 +115,10 @@ static void do_helo(smtp_session *s, const smtp_cmd *c, bool esmtp)
     smtp_reply(s, "250-ENHANCEDSTATUSCODES");
     smtp_reply(s, "250-SMTPUTF8");
     smtp_reply(s, "250-CHUNKING");
-    if (s->srv->tls_ctx && !s->tls_on)
+    if (s->srv->tls_ctx && !s->tls_on && s->kind != LISTEN_LOCAL)
         smtp_reply(s, "250-STARTTLS");
+    if (smtp_auth_offered(s))
+        smtp_reply(s, "250-AUTH %s", smtp_auth_mechs());
     smtp_reply(s, "250 DSN");
 }
 
@@ -171,6 +176,16 @@ static void do_mail(smtp_session *s, const smtp_cmd *c)
     if (s->mail.has_size && cfg->max_message_size && s->mail.size > cfg->max_message_size) {
         reply_reject(s, SMTP_VERB_MAIL, NULL,
                      "552 5.3.4 Message size exceeds fixed maximum message size");
+        return;
+    }
+    if (s->auth_id[0] && s->kind != LISTEN_LOCAL &&
+        !sender_login_allowed(s->auth_id, s->mail.from.addr, s->srv->mailboxes, s->srv->aliases,
+                              s->srv->sender_logins)) {
+        char reply[SMTP_PATH_MAX + 120];
+        snprintf(reply, sizeof(reply),
+                 "553 5.7.1 <%s>: Sender address rejected: not owned by user %s", s->mail.from.addr,
+                 s->auth_id);
+        reply_reject(s, SMTP_VERB_MAIL, NULL, reply);
         return;
     }
     if (envelope_set(&s->env.sender, s->mail.from.addr) < 0) {
@@ -256,14 +271,52 @@ static void maybe_flush(smtp_session *s)
     smtp_session_wait(s);
 }
 
+static void spool_out(smtp_session *s, const char *p, size_t n)
+{
+    int rc = spool_msg_write(s->msg, p, n);
+    if (rc < 0)
+        s->tx_error = rc;
+}
+
+/* RFC 6409 8.2, 8.3: submission supplies a missing Date and Message-ID. */
+static void add_missing_headers(smtp_session *s)
+{
+    char buf[600];
+    if (!s->hdr.have_date) {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        size_t n = strftime(buf, sizeof(buf), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
+        spool_out(s, buf, n);
+    }
+    if (!s->hdr.have_msgid) {
+        int n = snprintf(buf, sizeof(buf), "Message-ID: <%s@%s>\r\n", s->id, s->srv->cfg->hostname);
+        if (n > 0 && (size_t)n < sizeof(buf))
+            spool_out(s, buf, (size_t)n);
+    }
+    s->hdr.have_date = s->hdr.have_msgid = true;
+}
+
+static bool fixes_headers(const smtp_session *s)
+{
+    return s->kind != LISTEN_MX;
+}
+
 static void emit_body(void *arg, const char *p, size_t n)
 {
     smtp_session *s = arg;
     if (s->tx_error || !s->msg)
         return;
-    int rc = spool_msg_write(s->msg, p, n);
-    if (rc < 0)
-        s->tx_error = rc;
+    if (fixes_headers(s) && !s->hdr.done) {
+        long end = hdr_scan_feed(&s->hdr, p, n);
+        if (end >= 0) {
+            spool_out(s, p, (size_t)end);
+            add_missing_headers(s);
+            p += end;
+            n -= (size_t)end;
+        }
+    }
+    spool_out(s, p, n);
 }
 
 /* Begins the spool message with its Received header. */
@@ -278,6 +331,7 @@ static int begin_message(smtp_session *s)
     if (rc == 0)
         rc = spool_msg_write(s->msg, hdr.data, hdr.len);
     sbuf_free(&hdr);
+    hdr_scan_init(&s->hdr);
     return rc;
 }
 
@@ -341,6 +395,10 @@ static void end_message(smtp_session *s, smtp_verb v)
     else if (s->data.too_big)
         refusal = "552 5.3.4 Message size exceeds fixed maximum message size";
     else if (s->tx_error)
+        refusal = smtp_reply_for_spool_error(s->tx_error);
+    if (!refusal && fixes_headers(s) && !s->hdr.done)
+        add_missing_headers(s); /* a message of headers only */
+    if (!refusal && s->tx_error)
         refusal = smtp_reply_for_spool_error(s->tx_error);
     if (!refusal && fill_envelope(s) < 0)
         refusal = "451 4.3.0 Error: out of memory";
@@ -516,6 +574,10 @@ static void do_starttls(smtp_session *s, const smtp_cmd *c)
 void smtp_cmd_line(smtp_session *s, const char *line, size_t len)
 {
     smtp_cmd c;
+    if (s->auth) {
+        smtp_auth_cmd_line(s, line, len); /* a SASL response, not a command */
+        return;
+    }
     smtp_perr pe = smtp_cmd_parse(line, len, &c);
 
     if (s->state == SMTP_S_BDAT_WAIT && c.verb != SMTP_VERB_BDAT && c.verb != SMTP_VERB_RSET &&
@@ -582,7 +644,7 @@ void smtp_cmd_line(smtp_session *s, const char *line, size_t len)
         do_starttls(s, &c);
         break;
     case SMTP_VERB_AUTH:
-        smtp_reply(s, "502 5.5.1 Error: command not implemented");
+        smtp_auth_cmd(s, c.arg, c.arg_len);
         break;
     case SMTP_VERB_UNKNOWN:
     default:

@@ -28,11 +28,11 @@ int smtp_received_header(const smtp_session *s, sbuf *out)
         return rc;
     }
     rc = sbuf_printf(out, "Received: from %s (%s [%s])\r\n", s->helo[0] ? s->helo : "unknown",
-                         s->peer_name, s->peer_ip);
+                     s->peer_name, s->peer_ip);
     if (rc == 0 && s->tls_on)
-        rc = sbuf_printf(out, "\t(using %s with cipher %s (%d bits))\r\n",
-                         tls_conn_version(&s->tls), tls_conn_cipher(&s->tls),
-                         tls_conn_bits(&s->tls));
+        rc =
+            sbuf_printf(out, "\t(using %s with cipher %s (%d bits))\r\n", tls_conn_version(&s->tls),
+                        tls_conn_cipher(&s->tls), tls_conn_bits(&s->tls));
     if (rc == 0)
         rc = sbuf_printf(out, "\tby %s (Sluice) with %s id %s", s->srv->cfg->hostname,
                          smtp_session_proto(s), s->id);

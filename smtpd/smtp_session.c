@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sluice/log.h"
+#include "sluice/smtp_auth.h"
 
 #define RBUF_SIZE (64u * 1024u)
 
@@ -33,6 +35,7 @@ void smtp_session_unref(smtp_session *s)
     if (--s->refs > 0)
         return;
     envelope_free(&s->env);
+    smtp_auth_cmd_abort(s);
     tls_conn_free(&s->tls);
     sbuf_free(&s->pend);
     sbuf_free(&s->out);
@@ -249,8 +252,8 @@ static void read_start(smtp_session *s)
 static size_t process_commands(smtp_session *s, const char *p, size_t len)
 {
     size_t used = 0;
-    while (used < len && !s->waiting && !s->quitting && !s->closing && s->state != SMTP_S_DATA &&
-           s->state != SMTP_S_BDAT) {
+    while (used < len && !s->waiting && !s->quitting && !s->closing && !s->starttls_pending &&
+           s->state != SMTP_S_DATA && s->state != SMTP_S_BDAT) {
         const char *line = p + used;
         size_t avail = len - used;
         const char *lf = memchr(line, '\n', avail);
@@ -263,8 +266,12 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
             smtp_cmd_error(s);
             continue;
         }
+        /* SASL responses may be long (RFC 4954 4: 12288 octets). */
+        size_t max = (s->auth || (avail >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
+                         ? SMTP_AUTH_LINE_MAX
+                         : SMTP_CMD_LINE_MAX;
         if (!lf) {
-            if (avail > SMTP_CMD_LINE_MAX) {
+            if (avail > max) {
                 s->discard_line = true;
                 return len;
             }
@@ -272,7 +279,7 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
         }
         size_t n = (size_t)(lf - line);
         used += n + 1;
-        if (n + 1 > SMTP_CMD_LINE_MAX) {
+        if (n + 1 > max) {
             smtp_reply(s, "500 5.5.2 Error: line too long");
             smtp_cmd_error(s);
             continue;
@@ -321,9 +328,8 @@ static void session_input(smtp_session *s, const char *p, size_t len)
 
 static void on_tls_ready(smtp_session *s)
 {
-    log_info("TLS established with %s[%s]: %s with cipher %s (%d bits)", s->peer_name,
-             s->peer_ip, tls_conn_version(&s->tls), tls_conn_cipher(&s->tls),
-             tls_conn_bits(&s->tls));
+    log_info("TLS established with %s[%s]: %s with cipher %s (%d bits)", s->peer_name, s->peer_ip,
+             tls_conn_version(&s->tls), tls_conn_cipher(&s->tls), tls_conn_bits(&s->tls));
     if (s->kind == LISTEN_SMTPS)
         smtp_cmd_greet(s);
 }
@@ -336,8 +342,7 @@ static void tls_pump(smtp_session *s)
         smtp_session_close(s);
         return;
     }
-    while (!s->closing && !s->waiting && !s->quitting && !s->starttls_pending &&
-           s->pend.len == 0) {
+    while (!s->closing && !s->waiting && !s->quitting && !s->starttls_pending && s->pend.len == 0) {
         int n = tls_conn_read(&s->tls, srv->pbuf, RBUF_SIZE);
         if (n == 0)
             return;
@@ -420,8 +425,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             char err[256];
             int rc = tls_conn_handshake(&s->tls, err, sizeof(err));
             if (rc < 0) {
-                log_info("TLS handshake with %s[%s] failed: %s", s->peer_name, s->peer_ip,
-                         err);
+                log_info("TLS handshake with %s[%s] failed: %s", s->peer_name, s->peer_ip, err);
                 s->quitting = true; /* send the alert, then close */
                 session_flush(s);
                 return;

@@ -19,6 +19,8 @@
 #include "sluice/log.h"
 #include "sluice/map.h"
 #include "sluice/privdrop.h"
+#include "sluice/smtp_auth.h"
+#include "sluice/smtp_auth_throttle.h"
 #include "sluice/smtp_server.h"
 #include "sluice/spool.h"
 
@@ -81,6 +83,8 @@ static void on_hup(uv_signal_t *h, int signum)
     smtp_server_load_tls(&server);
     reload_map(server.cfg->mailboxes, &server.mailboxes, "mailboxes");
     reload_map(server.cfg->aliases, &server.aliases, "aliases");
+    if (server.cfg->sender_login_map && server.cfg->sender_login_map[0])
+        reload_map(server.cfg->sender_login_map, &server.sender_logins, "sender_login_map");
 }
 
 static void raise_nofile(void)
@@ -158,6 +162,13 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
 
+    map *sender_logins = NULL;
+    if (cfg.sender_login_map && cfg.sender_login_map[0] &&
+        map_load(cfg.sender_login_map, &sender_logins, print_diag, NULL) != 0) {
+        config_free(&cfg);
+        return EX_CONFIG;
+    }
+
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     uv_loop_t *loop = uv_default_loop();
@@ -178,6 +189,21 @@ int main(int argc, char **argv)
         return EX_CANTCREAT;
     }
     server.spool = the_spool;
+    server.sender_logins = sender_logins;
+    if (auth_throttle_new(cfg.auth_fail_limit, cfg.auth_fail_window, AUTH_THROTTLE_ENTRIES,
+                          &server.auth_throttle) < 0) {
+        log_err("out of memory");
+        return EX_OSERR;
+    }
+    if (cfg.sasl_db && cfg.sasl_db[0] && cfg.auth_mechanisms && cfg.auth_mechanisms[0]) {
+        if (smtp_auth_init(&cfg) < 0)
+            log_warn("AUTH disabled: Cyrus SASL did not start");
+        else if (smtp_auth_mechs()[0])
+            server.auth_ready = true;
+        else
+            log_warn("AUTH disabled: none of auth_mechanisms (%s) is available",
+                     cfg.auth_mechanisms);
+    }
     if (smtp_server_listen_local(&server, cfg.spool) < 0)
         return EX_CANTCREAT;
 
@@ -191,6 +217,10 @@ int main(int argc, char **argv)
     log_info("started: hostname=%s spool=%s", cfg.hostname, cfg.spool);
     uv_run(loop, UV_RUN_DEFAULT);
     log_info("stopped");
+    if (server.auth_ready)
+        smtp_auth_done();
+    auth_throttle_free(server.auth_throttle);
+    map_free(server.sender_logins);
 
     if (server.tls_ctx)
         SSL_CTX_free(server.tls_ctx);

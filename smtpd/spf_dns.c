@@ -45,6 +45,7 @@
 #define DNS_MAX_MX 11       /* more than 10 makes libspf2 answer permerror (4.6.4) */
 #define DNS_MAX_PTR 10      /* RFC 7208 5.5: only the first 10 PTR names are used */
 #define DNS_WAKE_MS 100     /* poll slice, so a cancel is noticed quickly */
+#define DNS_QUERY_MS 5000   /* default per-query deadline */
 
 struct spf_dns {
     ares_channel ch;
@@ -59,7 +60,7 @@ struct spf_dns {
     enum spf_dns_top top;
     enum spf_dns_stop stop;
     char detail[160];
-    char derived[DNS_MAX_DERIVED][NS_MAXDNAME];
+    char derived[DNS_MAX_DERIVED][256];
     unsigned nderived;
 };
 
@@ -310,32 +311,83 @@ static int txt_add(SPF_dns_rr_t *rr, int idx, const unsigned char *p, size_t n)
     return 0;
 }
 
-static SPF_dns_rr_t *rr_from_reply(spf_dns *d, const char *domain, ns_type type,
-                                   const unsigned char *buf, int len)
+/* Skips a (possibly compressed) name at buf[*off]; -1 if it runs off the end. */
+static int skip_name(const unsigned char *buf, size_t len, size_t *off)
 {
-    ns_msg msg;
-    if (ns_initparse(buf, len, &msg) < 0) {
-        snprintf(d->detail, sizeof(d->detail), "malformed DNS reply for %.100s", domain);
-        return rr_new(d, domain, type, TRY_AGAIN);
+    size_t o = *off;
+    for (;;) {
+        if (o >= len)
+            return -1;
+        unsigned char l = buf[o];
+        if ((l & 0xc0) == 0xc0) {
+            if (o + 2 > len)
+                return -1;
+            *off = o + 2;
+            return 0;
+        }
+        if (l & 0xc0)
+            return -1; /* the reserved label types */
+        o += 1u + l;
+        if (l == 0) {
+            *off = o;
+            return 0;
+        }
     }
+}
+
+static unsigned get16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* The host name at rd (compression pointers resolved against buf), or NULL. */
+static char *expand_name(const unsigned char *rd, const unsigned char *buf, size_t len)
+{
+    char *name = NULL;
+    long enclen;
+    if (ares_expand_name(rd, buf, (int)len, &name, &enclen) != ARES_SUCCESS)
+        return NULL;
+    return name;
+}
+
+/*
+ * Turns a reply into libspf2's record list: the answer records of the type
+ * asked for (a CNAME chain is followed by the server; its CNAMEs are
+ * skipped), bounded in number and size. c-ares has already checked that
+ * the reply belongs to our query.
+ */
+static SPF_dns_rr_t *rr_from_reply(spf_dns *d, const char *domain, ns_type type,
+                                   const unsigned char *buf, int ilen)
+{
+    size_t len = (size_t)ilen;
     SPF_dns_rr_t *rr = rr_new(d, domain, type, NETDB_SUCCESS);
     int max = type == ns_t_mx ? DNS_MAX_MX : type == ns_t_ptr ? DNS_MAX_PTR
                                         : type == ns_t_txt    ? DNS_MAX_TXT
                                                               : DNS_MAX_ADDRS;
     if (type == ns_t_mx || type == ns_t_ptr)
         d->nderived = 0;
-    int cnt = 0;
-    int nan = ns_msg_count(msg, ns_s_an);
-    for (int i = 0; i < nan && cnt < max; i++) {
-        ns_rr r;
-        if (ns_parserr(&msg, ns_s_an, i, &r) < 0)
+    if (len < 12)
+        goto malformed;
+    unsigned qd = get16(buf + 4), an = get16(buf + 6);
+    size_t off = 12;
+    for (unsigned i = 0; i < qd; i++) {
+        if (skip_name(buf, len, &off) < 0 || off + 4 > len)
             goto malformed;
-        /* CNAMEs in the chain are followed by the server; keep the records asked for */
-        if (ns_rr_class(r) != ns_c_in || ns_rr_type(r) != type)
+        off += 4;
+    }
+    int cnt = 0;
+    for (unsigned i = 0; i < an && cnt < max; i++) {
+        if (skip_name(buf, len, &off) < 0 || off + 10 > len)
+            goto malformed;
+        unsigned rtype = get16(buf + off), rclass = get16(buf + off + 2);
+        size_t rdlen = get16(buf + off + 8);
+        off += 10;
+        if (rdlen > len - off)
+            goto malformed;
+        const unsigned char *rd = buf + off;
+        off += rdlen;
+        if (rclass != ns_c_in || rtype != (unsigned)type)
             continue;
-        const unsigned char *rd = ns_rr_rdata(r);
-        size_t rdlen = ns_rr_rdlen(r);
-        char name[NS_MAXDNAME];
         switch (type) {
         case ns_t_a:
             if (rdlen != 4)
@@ -353,20 +405,25 @@ static SPF_dns_rr_t *rr_from_reply(spf_dns *d, const char *domain, ns_type type,
             break;
         case ns_t_mx:
         case ns_t_ptr: {
-            const unsigned char *np = type == ns_t_mx ? rd + 2 : rd;
-            if ((type == ns_t_mx && rdlen < 3) ||
-                ns_name_uncompress(ns_msg_base(msg), ns_msg_end(msg), np, name, sizeof(name)) <
-                    0)
+            if (type == ns_t_mx && rdlen < 3)
                 goto malformed;
-            /* the null MX "." (RFC 7505) names no host; over-long names cannot be looked up */
-            if (strcmp(name, ".") == 0 || name[0] == '\0' || strlen(name) > 253)
-                continue;
+            char *name = expand_name(type == ns_t_mx ? rd + 2 : rd, buf, len);
+            if (!name)
+                goto malformed;
             size_t nl = strlen(name) + 1;
-            if (SPF_dns_rr_buf_realloc(rr, cnt, nl) != SPF_E_SUCCESS)
+            /* the null MX "." (RFC 7505) names no host; over-long names cannot be looked up */
+            if (nl == 1 || strcmp(name, ".") == 0 || nl > 254) {
+                ares_free_string(name);
+                continue;
+            }
+            if (SPF_dns_rr_buf_realloc(rr, cnt, nl) != SPF_E_SUCCESS) {
+                ares_free_string(name);
                 goto nomem;
+            }
             memcpy(type == ns_t_mx ? rr->rr[cnt]->mx : rr->rr[cnt]->ptr, name, nl);
             if (d->nderived < DNS_MAX_DERIVED)
                 memcpy(d->derived[d->nderived++], name, nl);
+            ares_free_string(name);
             break;
         }
         case ns_t_txt:
@@ -390,6 +447,38 @@ nomem:
     rr->num_rr = 0;
     rr->herrno = TRY_AGAIN;
     return rr;
+}
+
+/*
+ * An explanation (RFC 7208 6.2) may contain spaces, but libspf2's macro
+ * parser takes a space for the end of the string and mangles the rest;
+ * "%_" means a space in a macro string, so spell the spaces that way.
+ */
+static void exp_spaces(SPF_dns_rr_t *rr)
+{
+    for (int i = 0; i < rr->num_rr; i++) {
+        size_t n = strlen(rr->rr[i]->txt), sp = 0;
+        for (size_t k = 0; k < n; k++)
+            sp += rr->rr[i]->txt[k] == ' ';
+        if (sp == 0)
+            continue;
+        if (n + sp > DNS_TXT_MAX ||
+            SPF_dns_rr_buf_realloc(rr, i, n + sp + 1) != SPF_E_SUCCESS) {
+            rr->rr[i]->txt[0] = '\0'; /* no explanation rather than a mangled one */
+            continue;
+        }
+        char *t = rr->rr[i]->txt; /* may have moved */
+        size_t j = n + sp;
+        t[j] = '\0';
+        for (size_t k = n; k-- > 0;) {
+            if (t[k] == ' ') {
+                t[--j] = '_';
+                t[--j] = '%';
+            } else {
+                t[--j] = t[k];
+            }
+        }
+    }
 }
 
 /* The lookup libspf2 calls for every mechanism, %{p} and exp=. */
@@ -424,6 +513,8 @@ static SPF_dns_rr_t *dns_lookup(SPF_dns_server_t *layer, const char *domain, ns_
     else
         rr = rr_new(d, domain, type, h);
     free(w.buf);
+    if (type == ns_t_txt)
+        exp_spaces(rr);
 
     if (term && (rr->herrno == HOST_NOT_FOUND || rr->herrno == NO_DATA) &&
         !count_void(d, domain)) {
@@ -558,24 +649,24 @@ static int set_servers(ares_channel ch, const char *const *servers, size_t n)
     return ares_set_servers_ports(ch, nodes) == ARES_SUCCESS ? 0 : -ENOMEM;
 }
 
-int spf_dns_new(const char *const *servers, size_t n, unsigned query_ms, spf_dns **out)
+int spf_dns_new(const char *const *servers, size_t n, spf_dns **out)
 {
     *out = NULL;
     spf_dns *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
-    d->query_ms = query_ms ? query_ms : 5000;
+    d->query_ms = DNS_QUERY_MS;
     d->top = SPF_TOP_NOT_TRIED;
 
     struct ares_options opts;
     memset(&opts, 0, sizeof(opts));
     /*
-     * Several tries inside the per-query deadline (c-ares doubles the wait
-     * each round), no HOSTALIASES, and no search list (ares_query never
-     * uses one anyway).
+     * Several tries inside the default per-query deadline (c-ares doubles
+     * the wait each round; run_query cuts it at the deadline), no
+     * HOSTALIASES, and no search list (ares_query never uses one anyway).
      */
     opts.flags = ARES_FLAG_NOALIASES | ARES_FLAG_NOSEARCH;
-    opts.timeout = (int)(d->query_ms / 3 > 50 ? d->query_ms / 3 : 50);
+    opts.timeout = DNS_QUERY_MS / 3;
     opts.tries = 3;
     int optmask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
     int rc = ares_init_options(&d->ch, &opts, optmask);
@@ -618,8 +709,9 @@ struct SPF_dns_server_struct *spf_dns_layer(spf_dns *d)
     return &d->layer;
 }
 
-void spf_dns_begin(spf_dns *d, unsigned budget_ms, const atomic_bool *cancel)
+void spf_dns_begin(spf_dns *d, unsigned query_ms, unsigned budget_ms, const atomic_bool *cancel)
 {
+    d->query_ms = query_ms ? query_ms : DNS_QUERY_MS;
     d->deadline = uv_hrtime() + (uint64_t)(budget_ms ? budget_ms : 20000) * 1000000u;
     d->cancel = cancel;
     d->terms = d->voids = d->queries = 0;

@@ -94,7 +94,8 @@ const char *smtp_auth_mechs(void);
  * One AUTH exchange. fqdn: our hostname (cfg->hostname). user_realm: the
  * realm appended to logins that have no "@domain" (NULL: none; such logins
  * are looked up in the realm fqdn, as Cyrus does). local_ipport and
- * remote_ipport: "IP;PORT" as Cyrus wants it (see smtp_auth_ipport), or NULL.
+ * remote_ipport: "IP;PORT" as Cyrus wants it (see smtp_auth_ipport), or NULL
+ * or "" when unknown.
  * Returns 0, -EINVAL (not initialized, or a bad address string), -ENOMEM, or
  * -EIO.
  */

@@ -55,8 +55,7 @@ void auth_throttle_fail(auth_throttle *t, const struct sockaddr *sa, uint64_t no
 bool auth_throttle_blocked(const auth_throttle *t, const struct sockaddr *sa, uint64_t now_ms);
 
 /* Failures of sa still inside the window at now_ms (for log lines). */
-unsigned auth_throttle_failures(const auth_throttle *t, const struct sockaddr *sa,
-                                uint64_t now_ms);
+unsigned auth_throttle_failures(const auth_throttle *t, const struct sockaddr *sa, uint64_t now_ms);
 
 /* Slots in use, and the fixed number of bytes allocated (for tests). */
 size_t auth_throttle_used(const auth_throttle *t);

@@ -37,6 +37,9 @@ struct smtp_server {
     smtp_session *sessions; /* doubly linked, for shutdown */
     bool stopping;
 
+    map *sender_logins; /* [smtpd] sender_login_map, may be NULL */
+    bool auth_ready;    /* Cyrus SASL initialised with at least one mechanism */
+    struct auth_throttle *auth_throttle;
     SSL_CTX *tls_ctx; /* NULL when no certificate is configured */
 
     /* Loop-wide buffers: reads (ciphertext or plaintext) and decrypted

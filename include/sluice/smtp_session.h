@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "envelope.h"
 #include "smtp_data.h"
+#include "smtp_headers.h"
 #include "smtp_parse.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -73,10 +74,12 @@ struct smtp_session {
 
     /* TLS: STARTTLS (mx, submission) or implicit (smtps) */
     tls_conn tls;
-    bool tls_on;           /* every byte from here on is TLS */
-    bool starttls_pending; /* 220 queued; switch once it is handed to the socket */
+    bool tls_on;                     /* every byte from here on is TLS */
+    bool starttls_pending;           /* 220 queued; switch once it is handed to the socket */
     char auth_id[SMTP_PATH_MAX + 1]; /* SASL login or local user name, "" if none */
     long local_uid;                  /* the local submitter's uid, or -1 */
+    struct smtp_auth *auth;          /* an AUTH exchange in progress */
+    char auth_mech[24];
 
     /* output: replies accumulate in out; wout is the write in flight */
     sbuf out, wout;
@@ -91,6 +94,7 @@ struct smtp_session {
     char id[QUEUE_ID_LEN + 1];
     int tx_error; /* negative errno from the spool; reply at the end */
     smtp_data_reader data;
+    hdr_scan hdr;       /* submission: which headers must be added */
     uint64_t bdat_left; /* bytes still to read of the current chunk */
     bool bdat_last;
     bool bdat_failed;       /* this BDAT transaction is refused; chunks discarded */
@@ -120,6 +124,12 @@ void smtp_tx_reset(smtp_session *s);
 const char *smtp_session_proto(const smtp_session *s);
 /* A bad command: counts it and closes after too many. */
 void smtp_cmd_error(smtp_session *s);
+
+/* smtp_auth_cmd.c: AUTH (RFC 4954) */
+bool smtp_auth_offered(const smtp_session *s);
+void smtp_auth_cmd(smtp_session *s, const char *arg, size_t len);
+void smtp_auth_cmd_line(smtp_session *s, const char *line, size_t len); /* a client response */
+void smtp_auth_cmd_abort(smtp_session *s);
 
 /* smtp_received.c: the Received header for the message (RFC 5321 4.4). */
 int smtp_received_header(const smtp_session *s, sbuf *out);

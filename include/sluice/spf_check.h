@@ -123,19 +123,21 @@ void spf_checker_free(spf_checker *c);
  * Starts a check. client_ip is textual (IPv4, IPv6, or IPv4-mapped IPv6);
  * helo is the EHLO/HELO argument as received ("" if none); sender is the
  * MAIL FROM address without brackets, "" for the null sender. All are
- * copied. Returns 0 (cb will run), -EINVAL (bad IP, request already
- * active), -ENOMEM, or -EIO if no worker could be started.
+ * copied; arg lands in req->data. Returns 0 (cb will run), -EINVAL (bad
+ * IP, request already active), -ENOMEM, or -EIO if no worker could start.
+ * While checks are in flight they keep the loop alive, as uv_work_t does.
  */
 int spf_check_start(spf_checker *c, spf_request *req, const char *client_ip, const char *helo,
-                    const char *sender, spf_done_cb cb);
+                    const char *sender, spf_done_cb cb, void *arg);
 
 /*
  * Cancels an active check. As with uv_cancel(), the callback still runs
  * later from the loop, with UV_ECANCELED, so whatever it touches (the
  * session) must stay alive until then: take a reference when starting and
  * drop it in the callback. Unlike uv_cancel(), a check already running is
- * interrupted too (within ~100 ms, between or during DNS waits). Returns 0,
- * or -EINVAL if req is not active.
+ * interrupted too (within ~100 ms, between or during DNS waits), and once
+ * this returned 0 the status is UV_ECANCELED even if the check had just
+ * finished. Returns 0, or -EINVAL if req is not active.
  */
 int spf_check_cancel(spf_request *req);
 
@@ -198,11 +200,14 @@ enum spf_dns_top {
  * servers: "IP", "IP:port", "[IPv6]:port" (n = 0: /etc/resolv.conf).
  * Returns 0, -EINVAL, -ENOMEM or -EIO.
  */
-int spf_dns_new(const char *const *servers, size_t n, unsigned query_ms, spf_dns **out);
+int spf_dns_new(const char *const *servers, size_t n, spf_dns **out);
 void spf_dns_free(spf_dns *d);
 struct SPF_dns_server_struct *spf_dns_layer(spf_dns *d);
-/* Resets the per-evaluation counters; cancel is polled during waits. */
-void spf_dns_begin(spf_dns *d, unsigned budget_ms, const atomic_bool *cancel);
+/*
+ * Starts an evaluation: resets its counters, sets the per-query timeout
+ * and the evaluation's budget (ms); cancel is polled during waits.
+ */
+void spf_dns_begin(spf_dns *d, unsigned query_ms, unsigned budget_ms, const atomic_bool *cancel);
 enum spf_dns_stop spf_dns_stopped(const spf_dns *d);
 enum spf_dns_top spf_dns_top(const spf_dns *d);
 /* Why the evaluation stopped or the top fetch failed, for the header. */

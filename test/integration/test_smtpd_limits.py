@@ -90,6 +90,30 @@ class SizeLimits(SluiceCase):
         self.assertEqual(self.s.spool_ids(), [qid])
 
 
+class Flood(SluiceCase):
+    def test_pipelined_flood_is_bounded(self):
+        """A client that sends commands and never reads the replies: the
+        server must stop reading once its replies back up (bounded memory),
+        not queue replies without limit."""
+        s = self.sluice()
+        c = self.connect(s)
+        c.sock.setsockopt(st.socket.SOL_SOCKET, st.socket.SO_RCVBUF, 4096)
+        chunk = b"NOOP\r\n" * 10000
+        limit = 64 * 1024 * 1024
+        sent = 0
+        c.sock.settimeout(3)
+        try:
+            while sent < limit:
+                sent += c.sock.send(chunk)
+        except (st.socket.timeout, BlockingIOError):
+            pass
+        c.close()
+        self.assertLess(sent, limit, f"the server read {sent} octets of NOOPs while the client "
+                        "read no reply: its reply queue grows without bound")
+        c2 = self.connect(s)
+        self.assertReply(c2.cmd("NOOP"), 250, "2.0.0", "the server still serves")
+
+
 class RecipientLimit(SluiceCase):
     def test_max_recipients(self):
         s = self.sluice(start=False)

@@ -62,6 +62,22 @@ class Pipelining(SluiceCase):
         self.assertReply(noop, 250, "2.0.0")
 
 
+class SlowClient(SluiceCase):
+    def test_byte_at_a_time(self):
+        """Every byte in its own write: the command reader and the DATA
+        reader must keep their state across reads."""
+        s = self.sluice()
+        c = self.connect(s)
+        c.sock.setsockopt(st.socket.IPPROTO_TCP, st.socket.TCP_NODELAY, 1)
+        script = (b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\n"
+                  b"Subject: slow\r\n\r\n..stuffed\r\n.\r\n")
+        for i in range(len(script)):
+            c.send(script[i:i + 1])
+        self.assertEqual([r.code for r in c.replies(3)], [250, 250, 354])
+        qid = self.assertQueued(c.reply())
+        self.assertEqual(st.split_received(s.message(qid))[1], b"Subject: slow\r\n\r\n.stuffed\r\n")
+
+
 class Chunking(SluiceCase):
     def setUp(self):
         super().setUp()

@@ -4,6 +4,7 @@ safety (kill -9), start-of-day recovery, and a full disk."""
 
 import os
 import re
+import threading
 import zlib
 
 import sluicetest as st
@@ -52,6 +53,57 @@ class CommittedFiles(SluiceCase):
         self.assertEqual(self.s.spool_ids(), sorted(ids))
 
 
+class Volume(SluiceCase):
+    def test_large_message_byte_exact(self):
+        s = self.sluice()
+        c = self.connect(s)
+        body = b"Subject: large\r\n\r\n" + b"".join(
+            b"%07d " % i + bytes(range(0x21, 0x7f)) * 10 + b"\r\n" for i in range(5500))
+        qid = self.assertQueued(c.transaction("alice@example.test", "user@example.test", body))
+        self.assertGreater(len(body), 5 * 1024 * 1024)
+        self.assertEqual(st.split_received(s.message(qid))[1], body)
+        env = s.envelope(qid)
+        self.assertEqual(env.get("size"), str(len(s.message(qid))))
+
+    def test_parallel_sessions(self):
+        """20 clients at once, 5 messages each: 100 distinct, intact commits."""
+        s = self.sluice()
+        sent, errors = {}, []
+        lock = threading.Lock()
+
+        def client(n):
+            try:
+                with s.connect() as c:
+                    c.ehlo()
+                    for i in range(5):
+                        body = b"Subject: c%d m%d\r\n\r\nclient %d message %d\r\n" % (n, i, n, i)
+                        r = c.transaction(f"c{n}@example.test", "user@example.test", body)
+                        qid = st.queued_id(r)
+                        if qid is None:
+                            raise AssertionError(f"client {n} message {i}: {r}")
+                        with lock:
+                            if qid in sent:
+                                raise AssertionError(f"queue id {qid} given twice")
+                            sent[qid] = body
+                    c.cmd("QUIT")
+            except Exception as e:  # reported by the main thread
+                errors.append(f"client {n}: {e!r}")
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(st.TIMEOUT * 4)
+        if errors:
+            self.fail_with_log("\n".join(errors))
+        self.assertEqual(len(sent), 100)
+        self.assertEqual(sorted(sent), s.spool_ids())
+        for qid, body in sent.items():
+            env = s.envelope(qid)
+            self.assertTrue(env.complete and env.crc_ok, f"{qid}: {env!r}")
+            self.assertEqual(st.split_received(s.message(qid))[1], body)
+
+
 class CrashSafety(SluiceCase):
     def test_kill9_after_250_loses_nothing(self):
         s = self.sluice()
@@ -87,6 +139,36 @@ class CrashSafety(SluiceCase):
         s.start_smtpd()
         self.assertEqual(s.spool_ids(), [], "an unacknowledged message must not be committed")
         self.assertEqual(s.spool_files("incoming"), [], "leftovers of the receive removed at start")
+
+
+    def test_client_vanishing_mid_data_leaves_nothing(self):
+        s = self.sluice()
+        c = self.connect(s)
+        self.assertReply(c.cmd("MAIL FROM:<alice@example.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<user@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"Subject: gone\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600)
+        c.close()
+        self.assertTrue(st.wait_until(lambda: s.spool_files("incoming") == []),
+                        f"incoming/ not cleaned after the client left: {s.spool_files('incoming')}")
+        self.assertEqual(s.spool_ids(), [])
+        c = self.connect(s)
+        self.assertReply(c.cmd("NOOP"), 250)
+
+    def test_sigterm_with_a_session_in_data(self):
+        """SIGTERM while a client is inside DATA: a clean, prompt exit, and
+        the unfinished message is not committed."""
+        s = self.sluice()
+        c = self.connect(s)
+        self.assertReply(c.cmd("MAIL FROM:<alice@example.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<user@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"Subject: unfinished\r\n\r\nno end yet\r\n")
+        s.stop()  # fails the test unless it exits 0 within the timeout
+        self.assertEqual(s.spool_ids(), [])
+        s.start_smtpd()
+        self.assertEqual(s.spool_ids(), [])
+        self.assertEqual(s.spool_files("incoming"), [])
 
 
 class Recovery(SluiceCase):

@@ -175,56 +175,55 @@ static void test_defaults(void **state)
 
 /* ---- every key, through a real file ---- */
 
-static const char full_conf[] =
-    "; the DESIGN.md example, every key set\n"
-    "[server]\n"
-    "hostname = mail.example.test\n"
-    "spool = var/spool\n"
-    "user =                          ; when started as root\n"
-    "log = syslog                    ; stderr | syslog\n"
-    "\n"
-    "[smtpd]\n"
-    "listen = 127.0.0.1:2525 mx          ; repeatable\n"
-    "listen = 127.0.0.1:2587 submission\n"
-    "listen = 127.0.0.1:2465 smtps\n"
-    "listen = [::1]:2526 MX\n"
-    "max_message_size = 1048576\n"
-    "max_recipients = 100\n"
-    "max_connections = 500\n"
-    "max_connections_per_ip = 7\n"
-    "trusted_networks = 192.168.0.0/16, 10.1.2.3 ::1  2001:db8::/32\n"
-    "tls_cert = var/tls/cert.pem\n"
-    "tls_key = /abs/key.pem\n"
-    "auth_mechanisms = plain,login  cram-md5\n"
-    "sasl_db = var/sasldb2\n"
-    "spf = tag\n"
-    "timeout_command = 2m\n"
-    "timeout_data_block = 90s\n"
-    "max_bad_commands = 3\n"
-    "allow_plaintext_auth = yes\n"
-    "auth_fail_limit = 9\n"
-    "auth_fail_window = 1h\n"
-    "sender_login_map = senders\n"
-    "\n"
-    "[domains]\n"
-    "local = localhost Example.TEST\n"
-    "local = other.test\n"
-    "mailboxes = mailboxes\n"
-    "aliases = ./maps//aliases\n"
-    "\n"
-    "[delivery]\n"
-    "dns_servers = 127.0.0.1:5353, [::1]:5300 10.0.0.1\n"
-    "remote_port = 2500\n"
-    "relayhost = [smart.example.test]:587\n"
-    "relayhost_auth = relay.auth\n"
-    "transport = transport\n"
-    "tls = verify\n"
-    "concurrency = 10\n"
-    "concurrency_per_destination = 2\n"
-    "retry_initial = 30s\n"
-    "retry_max = 2h\n"
-    "max_queue_lifetime = 3d\n"
-    "delay_warning = 0\n";
+static const char full_conf[] = "; the DESIGN.md example, every key set\n"
+                                "[server]\n"
+                                "hostname = mail.example.test\n"
+                                "spool = var/spool\n"
+                                "user =                          ; when started as root\n"
+                                "log = syslog                    ; stderr | syslog\n"
+                                "\n"
+                                "[smtpd]\n"
+                                "listen = 127.0.0.1:2525 mx          ; repeatable\n"
+                                "listen = 127.0.0.1:2587 submission\n"
+                                "listen = 127.0.0.1:2465 smtps\n"
+                                "listen = [::1]:2526 MX\n"
+                                "max_message_size = 1048576\n"
+                                "max_recipients = 100\n"
+                                "max_connections = 500\n"
+                                "max_connections_per_ip = 7\n"
+                                "trusted_networks = 192.168.0.0/16, 10.1.2.3 ::1  2001:db8::/32\n"
+                                "tls_cert = var/tls/cert.pem\n"
+                                "tls_key = /abs/key.pem\n"
+                                "auth_mechanisms = plain,login  cram-md5\n"
+                                "sasl_db = var/sasldb2\n"
+                                "spf = tag\n"
+                                "timeout_command = 2m\n"
+                                "timeout_data_block = 90s\n"
+                                "max_bad_commands = 3\n"
+                                "allow_plaintext_auth = yes\n"
+                                "auth_fail_limit = 9\n"
+                                "auth_fail_window = 1h\n"
+                                "sender_login_map = senders\n"
+                                "\n"
+                                "[domains]\n"
+                                "local = localhost Example.TEST\n"
+                                "local = other.test\n"
+                                "mailboxes = mailboxes\n"
+                                "aliases = ./maps//aliases\n"
+                                "\n"
+                                "[delivery]\n"
+                                "dns_servers = 127.0.0.1:5353, [::1]:5300 10.0.0.1\n"
+                                "remote_port = 2500\n"
+                                "relayhost = [smart.example.test]:587\n"
+                                "relayhost_auth = relay.auth\n"
+                                "transport = transport\n"
+                                "tls = verify\n"
+                                "concurrency = 10\n"
+                                "concurrency_per_destination = 2\n"
+                                "retry_initial = 30s\n"
+                                "retry_max = 2h\n"
+                                "max_queue_lifetime = 3d\n"
+                                "delay_warning = 0\n";
 
 static void test_full_round_trip(void **state)
 {
@@ -324,8 +323,8 @@ static void test_enum_and_bool_spellings(void **state)
     } cases[] = {
         {"[smtpd]\nspf = off\nallow_plaintext_auth = true\n[delivery]\ntls = encrypt\n", SPF_OFF,
          TLS_ENCRYPT, true},
-        {"[smtpd]\nspf = REJECT\nallow_plaintext_auth = Off\n[delivery]\ntls = may\n",
-         SPF_REJECT, TLS_MAY, false},
+        {"[smtpd]\nspf = REJECT\nallow_plaintext_auth = Off\n[delivery]\ntls = may\n", SPF_REJECT,
+         TLS_MAY, false},
         {"[smtpd]\nspf = tag\nallow_plaintext_auth = 1\n", SPF_TAG, TLS_MAY, true},
         {"[smtpd]\nallow_plaintext_auth = 0\n", SPF_REJECT, TLS_MAY, false},
         {"[smtpd]\nallow_plaintext_auth = on\n", SPF_REJECT, TLS_MAY, true},
@@ -488,19 +487,19 @@ static void test_error_cross(void **state)
 /* Many problems in one file: all reported, each at its own line, and counted. */
 static void test_error_count_and_lines(void **state)
 {
-    const char *text = "[server]\n"                  /* 1 */
-                       "hostname = ok.test\n"        /* 2 */
-                       "bogus = 1\n"                 /* 3 */
-                       "[smtpd]\n"                   /* 4 */
-                       "max_recipients = x\n"        /* 5 */
-                       "; comment\n"                 /* 6 */
-                       "listen = 1.2.3.4:25 mx\n"    /* 7 */
-                       "listen = nope\n"             /* 8 */
-                       "[nope]\n"                    /* 9 */
-                       "anything = goes\n"           /* 10 */
-                       "[delivery]\n"                /* 11 */
-                       "tls = sometimes\n"           /* 12 */
-                       "concurrency = 5\n";          /* 13 */
+    const char *text = "[server]\n"               /* 1 */
+                       "hostname = ok.test\n"     /* 2 */
+                       "bogus = 1\n"              /* 3 */
+                       "[smtpd]\n"                /* 4 */
+                       "max_recipients = x\n"     /* 5 */
+                       "; comment\n"              /* 6 */
+                       "listen = 1.2.3.4:25 mx\n" /* 7 */
+                       "listen = nope\n"          /* 8 */
+                       "[nope]\n"                 /* 9 */
+                       "anything = goes\n"        /* 10 */
+                       "[delivery]\n"             /* 11 */
+                       "tls = sometimes\n"        /* 12 */
+                       "concurrency = 5\n";       /* 13 */
     sluice_config cfg;
     struct diags d;
     int rc = load(text, &cfg, &d);
@@ -678,13 +677,19 @@ static void test_duration(void **state)
         const char *s;
         unsigned v;
     } ok[] = {
-        {"0", 0},       {"30", 30},       {"30s", 30},         {"5m", 300},
-        {"1h", 3600},   {"2d", 172800},   {"0d", 0},           {"4294967295", 4294967295u},
+        {"0", 0},
+        {"30", 30},
+        {"30s", 30},
+        {"5m", 300},
+        {"1h", 3600},
+        {"2d", 172800},
+        {"0d", 0},
+        {"4294967295", 4294967295u},
         {"49710d", 49710u * 86400u},
     };
-    static const char *const bad[] = {"",     "m",  "5x",    "-1",          "1.5h",   " 5m",
-                                      "5m ",  "5M", "1h30m", "4294967296", "49711d", "+5",
-                                      "5 m",  "s5", "0x10"};
+    static const char *const bad[] = {"",       "m",   "5x",  "-1",    "1.5h",
+                                      " 5m",    "5m ", "5M",  "1h30m", "4294967296",
+                                      "49711d", "+5",  "5 m", "s5",    "0x10"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         unsigned v = 12345;
         assert_int_equal(config_parse_duration(ok[i].s, &v), 0);
@@ -718,9 +723,21 @@ static void test_listen_parse(void **state)
     assert_string_equal(l.host, "2001:db8::1");
 
     static const char *const bad[] = {
-        "",      "mx",          "::1:25 mx",        "[::1] mx",         "[::1]25 mx",
-        "1.2.3.4:25", "1.2.3.4:25 mx x", "1.2.3.4:-1 mx", "1.2.3.4:65536 mx", "host.test:25 mx",
-        "[]:25 mx", "1.2.3.4: mx", ":25 mx",        "1.2.3:25 mx",      "[fe80::1%eth0]:25 mx",
+        "",
+        "mx",
+        "::1:25 mx",
+        "[::1] mx",
+        "[::1]25 mx",
+        "1.2.3.4:25",
+        "1.2.3.4:25 mx x",
+        "1.2.3.4:-1 mx",
+        "1.2.3.4:65536 mx",
+        "host.test:25 mx",
+        "[]:25 mx",
+        "1.2.3.4: mx",
+        ":25 mx",
+        "1.2.3:25 mx",
+        "[fe80::1%eth0]:25 mx",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (config_parse_listen(bad[i], &l) != -EINVAL)
@@ -776,9 +793,18 @@ static void test_cidr(void **state)
     assert_int_equal(c.family, AF_INET);
     assert_int_equal(c.prefix, 16);
 
-    static const char *const bad[] = {"",          "10.0.0.0/",  "10.0.0.0/33", "10.0.0.1/24",
-                                      "0.0.0.0/0", "::/0",       "10.0.0.0/8x", "10/8",
-                                      "::1/129",   "10.0.0.0/-1", "host.test",  "/8",
+    static const char *const bad[] = {"",
+                                      "10.0.0.0/",
+                                      "10.0.0.0/33",
+                                      "10.0.0.1/24",
+                                      "0.0.0.0/0",
+                                      "::/0",
+                                      "10.0.0.0/8x",
+                                      "10/8",
+                                      "::1/129",
+                                      "10.0.0.0/-1",
+                                      "host.test",
+                                      "/8",
                                       "::ffff:0.0.0.0/96"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (config_parse_cidr(bad[i], &c) != -EINVAL)
@@ -829,9 +855,9 @@ static void test_relay_parse(void **state)
     assert_true(r.literal);
     assert_int_equal(config_parse_relay("[127.0.0.1]", &r), 0);
     assert_int_equal(r.port, 0);
-    static const char *const bad[] = {"",          "::1",      "[::1",       "a b",
-                                      "[x]:0",      "[x]25",    "host:",      "[bad host]",
-                                      "-bad.test",  "a..test",  "[::1]:70000", "[]"};
+    static const char *const bad[] = {"",          "::1",     "[::1",        "a b",
+                                      "[x]:0",     "[x]25",   "host:",       "[bad host]",
+                                      "-bad.test", "a..test", "[::1]:70000", "[]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (config_parse_relay(bad[i], &r) != -EINVAL)
             fail_msg("relay '%s' accepted", bad[i]);
@@ -935,8 +961,8 @@ static void make_tls_files(void)
     X509_gmtime_adj(X509_getm_notBefore(x), 0);
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_NAME *nm = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"mail.test", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"mail.test", -1, -1,
+                               0);
     assert_int_equal(X509_set_issuer_name(x, nm), 1);
     assert_int_equal(X509_set_pubkey(x, pk), 1);
     assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
@@ -1013,18 +1039,18 @@ static void test_check_files(void **state)
 
     /* Everything in order. */
     want_check("[server]\nspool = spool\n"
-                 "[smtpd]\ntls_cert = cert.pem\ntls_key = key.pem\nsasl_db = sasldb2\n"
-                 "[domains]\nmailboxes = mailboxes\naliases = aliases\n"
-                 "[delivery]\ntransport = transport\nrelayhost_auth = relay.auth\n",
-                 0, NULL);
+               "[smtpd]\ntls_cert = cert.pem\ntls_key = key.pem\nsasl_db = sasldb2\n"
+               "[domains]\nmailboxes = mailboxes\naliases = aliases\n"
+               "[delivery]\ntransport = transport\nrelayhost_auth = relay.auth\n",
+               0, NULL);
 
     /* Key from another pair: reported at the tls_cert line. */
     want_check("[server]\nspool = spool\n[smtpd]\ntls_cert = cert.pem\ntls_key = other.pem\n", 1,
-                 "%s/c.conf:4: tls_cert %s/cert.pem does not match the private key in "
-                 "%s/other.pem");
+               "%s/c.conf:4: tls_cert %s/cert.pem does not match the private key in "
+               "%s/other.pem");
     /* A key file that is not a key: reported at the tls_key line. */
     want_check("[server]\nspool = spool\n[smtpd]\ntls_cert = cert.pem\n\ntls_key = afile\n", 1,
-                 NULL);
+               NULL);
     {
         struct diags d;
         assert_int_equal(check("[server]\nspool = spool\n[smtpd]\ntls_cert = cert.pem\n\n"
@@ -1032,42 +1058,42 @@ static void test_check_files(void **state)
                                &d),
                          1);
         char want[512];
-        snprintf(want, sizeof(want), "%s/c.conf:6: tls_key: cannot load a private key from %s/afile",
-                 tmpdir, tmpdir);
+        snprintf(want, sizeof(want),
+                 "%s/c.conf:6: tls_key: cannot load a private key from %s/afile", tmpdir, tmpdir);
         assert_true(strncmp(d.msg[0], want, strlen(want)) == 0);
         diags_free(&d);
     }
     /* A certificate file that is not one. */
     want_check("[server]\nspool = spool\n[smtpd]\ntls_cert = key.pem\ntls_key = key.pem\n", 1,
-                 NULL);
+               NULL);
     /* Missing certificate. */
     want_check("[server]\nspool = spool\n[smtpd]\ntls_cert = nope.pem\ntls_key = key.pem\n", 1,
-                 "%s/c.conf:4: tls_cert: cannot open %s/nope.pem: No such file or directory");
+               "%s/c.conf:4: tls_cert: cannot open %s/nope.pem: No such file or directory");
     /* Missing sasl_db. */
     want_check("[server]\nspool = spool\n[smtpd]\nsasl_db = nosasl\n", 1,
-                 "%s/c.conf:4: sasl_db: cannot open %s/nosasl: No such file or directory");
+               "%s/c.conf:4: sasl_db: cannot open %s/nosasl: No such file or directory");
     /* Missing map. */
     want_check("[server]\nspool = spool\n[domains]\n\naliases = noaliases\n", 1,
-                 "%s/c.conf:5: aliases: cannot open %s/noaliases: No such file or directory");
+               "%s/c.conf:5: aliases: cannot open %s/noaliases: No such file or directory");
     /* Spool under a regular file. */
     want_check("[server]\nspool = afile/spool\n", 1,
-                 "%s/c.conf:2: spool: %s/afile/spool cannot be created: %s/afile is not a folder");
+               "%s/c.conf:2: spool: %s/afile/spool cannot be created: %s/afile is not a folder");
     want_check("[server]\nspool = afile\n", 1,
-                 "%s/c.conf:2: spool: %s/afile exists but is not a folder");
+               "%s/c.conf:2: spool: %s/afile exists but is not a folder");
 
     /* Bad lines inside maps are reported at the map's own file:line. */
     write_file("mailboxes", "bob@example.test mail/bob\nbroken\ncarl@example.test afile/x\n");
     want_check("[server]\nspool = spool\n[domains]\nmailboxes = mailboxes\n", 2,
-                 "%s/mailboxes:2: key 'broken' has no value");
+               "%s/mailboxes:2: key 'broken' has no value");
     want_check("[server]\nspool = spool\n[domains]\nmailboxes = mailboxes\n", 2,
-                 "%s/mailboxes:3: mailbox of carl@example.test: %s/afile/x cannot be created: "
-                 "%s/afile is not a folder");
+               "%s/mailboxes:3: mailbox of carl@example.test: %s/afile/x cannot be created: "
+               "%s/afile is not a folder");
     write_file("transport", "example.org [127.0.0.1:2525\n");
     want_check("[server]\nspool = spool\n[delivery]\ntransport = transport\n", 1,
-                 "%s/transport:1: next hop for example.org: bad '[127.0.0.1:2525': missing ']'");
+               "%s/transport:1: next hop for example.org: bad '[127.0.0.1:2525': missing ']'");
     write_file("relay.auth", "u p\nv q\n");
     want_check("[server]\nspool = spool\n[delivery]\nrelayhost_auth = relay.auth\n", 1,
-                 "%s/relay.auth: expected exactly one line 'user password'");
+               "%s/relay.auth: expected exactly one line 'user password'");
 }
 
 int main(void)

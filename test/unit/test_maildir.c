@@ -401,10 +401,13 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_creates_folders),  cmocka_unit_test(test_byte_exact),
+        cmocka_unit_test(test_creates_folders),
+        cmocka_unit_test(test_byte_exact),
         cmocka_unit_test(test_null_sender_and_no_headers),
-        cmocka_unit_test(test_chunk_boundaries), cmocka_unit_test(test_unique_names),
-        cmocka_unit_test(test_make_name),        cmocka_unit_test(test_find_delivered),
+        cmocka_unit_test(test_chunk_boundaries),
+        cmocka_unit_test(test_unique_names),
+        cmocka_unit_test(test_make_name),
+        cmocka_unit_test(test_find_delivered),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -195,19 +195,21 @@ static void test_bad_lines(void **state)
     size_t cap = 8192;
     char *text = malloc(cap);
     assert_non_null(text);
-    size_t o = (size_t)snprintf(text, cap, "good@x.test 1\n"    /* 1 */
-                                           "lonely@x.test\n"    /* 2 */
-                                           "spaced@x.test   \n" /* 3 */
-                                           "tab\x01@x.test 2\n" /* 4 */
-                                           "long@x.test ");     /* 5 */
+    size_t o = (size_t)snprintf(text, cap,
+                                "good@x.test 1\n"    /* 1 */
+                                "lonely@x.test\n"    /* 2 */
+                                "spaced@x.test   \n" /* 3 */
+                                "tab\x01@x.test 2\n" /* 4 */
+                                "long@x.test ");     /* 5 */
     memset(text + o, 'v', 4100);
     o += 4100;
-    o += (size_t)snprintf(text + o, cap - o, "\n"
-                                             "dup@x.test first\n"     /* 6 */
-                                             "DUP@X.test other\n"     /* 7: differs in local part */
-                                             "dup@X.TEST second\n"    /* 8: same after normalizing */
-                                             "after@x.test 3\n"       /* 9 */
-                                             "comment-only@x.test #x\n"); /* 10 */
+    o += (size_t)snprintf(text + o, cap - o,
+                          "\n"
+                          "dup@x.test first\n"         /* 6 */
+                          "DUP@X.test other\n"         /* 7: differs in local part */
+                          "dup@X.TEST second\n"        /* 8: same after normalizing */
+                          "after@x.test 3\n"           /* 9 */
+                          "comment-only@x.test #x\n"); /* 10 */
     assert_true(o < cap);
 
     struct diags d = {0};
@@ -335,10 +337,10 @@ static void test_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_basic),         cmocka_unit_test(test_case_rules),
-        cmocka_unit_test(test_comments),      cmocka_unit_test(test_crlf_and_empty),
-        cmocka_unit_test(test_bad_lines),     cmocka_unit_test(test_long_key_lookup),
-        cmocka_unit_test(test_many_entries),  cmocka_unit_test(test_files),
+        cmocka_unit_test(test_basic),        cmocka_unit_test(test_case_rules),
+        cmocka_unit_test(test_comments),     cmocka_unit_test(test_crlf_and_empty),
+        cmocka_unit_test(test_bad_lines),    cmocka_unit_test(test_long_key_lookup),
+        cmocka_unit_test(test_many_entries), cmocka_unit_test(test_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,11 +127,14 @@ static void test_server_parse(void **state)
     assert_int_equal(fam, AF_INET6);
     assert_int_equal(port, 53);
 
-    static const char *const bad[] = {
-        "",          "ns.example.test:53", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:",
-        "[::1",      "[::1]x",             "[::1]:",    "[]:53",         "1.2.3.4:53x",
-        "1.2.3:53",  "[1.2.3.4]:53",       ":53",       "1.2.3.4 :53",   "::1:53x",
-        "1.2.3.4:-1"};
+    static const char *const bad[] = {"",          "ns.example.test:53",
+                                      "1.2.3.4:0", "1.2.3.4:65536",
+                                      "1.2.3.4:",  "[::1",
+                                      "[::1]x",    "[::1]:",
+                                      "[]:53",     "1.2.3.4:53x",
+                                      "1.2.3:53",  "[1.2.3.4]:53",
+                                      ":53",       "1.2.3.4 :53",
+                                      "::1:53x",   "1.2.3.4:-1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (resolver_server_parse(bad[i], &fam, a, &port) != -EINVAL)
             fail_msg("accepted bad server \"%s\"", bad[i]);
@@ -183,7 +186,8 @@ static void test_reverse_name(void **state)
     assert_int_equal(resolver_reverse_name((struct sockaddr *)&sin, out, 10), -ENOSPC);
     inet_pton(AF_INET6, "2001:db8::567:89ab", &sin6.sin6_addr);
     assert_int_equal(resolver_reverse_name((struct sockaddr *)&sin6, out, sizeof(out)), 0);
-    assert_string_equal(out, "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+    assert_string_equal(out,
+                        "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
     assert_int_equal(resolver_reverse_name((struct sockaddr *)&sin6, out, 72), -ENOSPC);
     sin.sin_family = AF_UNIX;
     assert_int_equal(resolver_reverse_name((struct sockaddr *)&sin, out, sizeof(out)), -EINVAL);
@@ -425,16 +429,25 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+#define X10(s) s s s s s s s s s s
+#define X50(s) X10(s) X10(s) X10(s) X10(s) X10(s)
+#define BIG_A X50("aaaaa")
+#define BIG_B X50("bbbbb")
+#define BIG_C X50("ccccc")
+
 static int start_dnsmasq_once(void)
 {
     static const char dnsmasq[] = "/usr/sbin/dnsmasq";
-    char port_arg[32];
+    char port_arg[32], big_arg[800];
     pid_t pid;
 
     g_port = free_port();
     if (g_port < 0)
         return -1;
     snprintf(port_arg, sizeof(port_arg), "--port=%d", g_port);
+    /* Three 250-byte strings: the reply exceeds 512 bytes, so UDP is truncated and TCP used. */
+    snprintf(big_arg, sizeof(big_arg), "--txt-record=big.test,%.250s,%.250s,%.250s", BIG_A, BIG_B,
+             BIG_C);
     pid = fork();
     if (pid < 0)
         return -1;
@@ -451,12 +464,12 @@ static int start_dnsmasq_once(void)
               "--local=/test/", "--mx-host=a.test,mx1.a.test,10", "--mx-host=a.test,mx2.a.test,20",
               "--host-record=mx1.a.test,127.0.0.2", "--host-record=mx2.a.test,127.0.0.3,::1",
               "--txt-record=a.test,v=spf1 ip4:127.0.0.0/8 -all",
-              "--txt-record=multi.test,v=spf1 ,ip4:10.0.0.0/8 ,-all",
-              "--txt-record=two.test,first", "--txt-record=two.test,second",
-              "--mx-host=nullmx.test,.,0", "--host-record=only-a.test,127.0.0.9",
-              "--cname=alias.test,mx1.a.test", "--mx-host=eq.test,e1.eq.test,10",
-              "--mx-host=eq.test,e2.eq.test,10", "--mx-host=eq.test,e3.eq.test,10",
-              "--mx-host=eq.test,e4.eq.test,10", "--mx-host=eq.test,top.eq.test,5", (char *)NULL);
+              "--txt-record=multi.test,v=spf1 ,ip4:10.0.0.0/8 ,-all", "--txt-record=two.test,first",
+              "--txt-record=two.test,second", "--mx-host=nullmx.test,.,0",
+              "--host-record=only-a.test,127.0.0.9", "--cname=alias.test,mx1.a.test",
+              "--mx-host=eq.test,e1.eq.test,10", "--mx-host=eq.test,e2.eq.test,10",
+              "--mx-host=eq.test,e3.eq.test,10", "--mx-host=eq.test,e4.eq.test,10",
+              "--mx-host=eq.test,top.eq.test,5", big_arg, (char *)NULL);
         _exit(127);
     }
     /* Ready when it accepts on its TCP port; gone if it exited. */
@@ -534,8 +547,8 @@ typedef struct fixture {
 static int fx_open(fixture *fx, const char *server, unsigned timeout_ms, unsigned tries)
 {
     const char *servers[1] = {server};
-    resolver_options o = {.servers = servers, .nservers = 1, .timeout_ms = timeout_ms,
-                          .tries = tries};
+    resolver_options o = {
+        .servers = servers, .nservers = 1, .timeout_ms = timeout_ms, .tries = tries};
     int rc = resolver_init(&fx->loop, &fx->res, &o);
     fx->res_open = rc == 0;
     fx->closed = 0;
@@ -669,8 +682,9 @@ static int addr_any(resolver *r, resolver_req *q, const char *n, resolver_cb cb)
 
 static const char *ntop(const struct sockaddr_storage *ss, char *buf, size_t n)
 {
-    const void *a = ss->ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)ss)->sin_addr
-                                             : (const void *)&((struct sockaddr_in6 *)ss)->sin6_addr;
+    const void *a = ss->ss_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)ss)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)ss)->sin6_addr;
     return inet_ntop(ss->ss_family, a, buf, (socklen_t)n);
 }
 
@@ -793,6 +807,13 @@ static void test_live_txt(void **state)
                  strcmp(req.result.txt[1].data, "second") == 0) ||
                 (strcmp(req.result.txt[0].data, "second") == 0 &&
                  strcmp(req.result.txt[1].data, "first") == 0));
+    resolver_req_cleanup(&req);
+
+    /* Too big for UDP: c-ares retries over TCP, through the same poll handles. */
+    assert_int_equal(lookup(fx, &req, resolver_txt_query, "big.test"), RESOLVER_OK);
+    assert_int_equal(req.result.ntxt, 1);
+    assert_int_equal(req.result.txt[0].len, 750);
+    assert_memory_equal(req.result.txt[0].data, BIG_A BIG_B BIG_C, 750);
     resolver_req_cleanup(&req);
 
     assert_int_equal(lookup(fx, &req, resolver_txt_query, "only-a.test"), RESOLVER_ENODATA);
@@ -974,9 +995,9 @@ static void test_close_with_pending(void **state)
     for (int i = 0; i < N; i++) {
         memset(&req[i], 0, sizeof(req[i]));
         req[i].data = &w[i];
-        assert_int_equal(i % 2 ? resolver_addr_query(&fx->res, &req[i], "a.test", AF_UNSPEC,
-                                                      on_done)
-                               : resolver_mx_query(&fx->res, &req[i], "a.test", on_done),
+        assert_int_equal(i % 2
+                             ? resolver_addr_query(&fx->res, &req[i], "a.test", AF_UNSPEC, on_done)
+                             : resolver_mx_query(&fx->res, &req[i], "a.test", on_done),
                          0);
     }
     /* Let the queries go out, so sockets and timers are live. */
@@ -1014,9 +1035,8 @@ static void chain_first(resolver_req *req, int status)
     resolver_req *next = req->data;
 
     assert_int_equal(status, RESOLVER_OK);
-    assert_int_equal(resolver_addr_query(req->resolver, next, req->result.mx[0].host, AF_INET,
-                                         chain_second),
-                     0);
+    assert_int_equal(
+        resolver_addr_query(req->resolver, next, req->result.mx[0].host, AF_INET, chain_second), 0);
     resolver_req_cleanup(req);
 }
 
@@ -1054,11 +1074,11 @@ static void test_many_parallel(void **state)
     assert_non_null(w);
     for (int i = 0; i < N; i++) {
         req[i].data = &w[i];
-        assert_int_equal(i % 3 == 0   ? resolver_mx_query(&fx->res, &req[i], "a.test", on_done)
-                         : i % 3 == 1 ? resolver_addr_query(&fx->res, &req[i], "mx2.a.test",
-                                                            AF_UNSPEC, on_done)
-                                      : resolver_txt_query(&fx->res, &req[i], "nope.test", on_done),
-                         0);
+        assert_int_equal(
+            i % 3 == 0   ? resolver_mx_query(&fx->res, &req[i], "a.test", on_done)
+            : i % 3 == 1 ? resolver_addr_query(&fx->res, &req[i], "mx2.a.test", AF_UNSPEC, on_done)
+                         : resolver_txt_query(&fx->res, &req[i], "nope.test", on_done),
+            0);
     }
     while (!all) {
         run_until(&fx->loop, &w[done].done);

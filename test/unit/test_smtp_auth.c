@@ -159,8 +159,7 @@ static void test_plain_initial_response(void **state)
     /* authzid equal to the login is fine */
     assert_int_equal(plain_ir(LOGIN, LOGIN, PASSWORD, who, sizeof(who)), SMTP_AUTH_OK);
     /* the domain is case-insensitive and comes back in lower case */
-    assert_int_equal(plain_ir("", "demo@Example.TEST", PASSWORD, who, sizeof(who)),
-                     SMTP_AUTH_OK);
+    assert_int_equal(plain_ir("", "demo@Example.TEST", PASSWORD, who, sizeof(who)), SMTP_AUTH_OK);
     assert_string_equal(who, LOGIN);
     /* a second realm in the same database */
     assert_int_equal(plain_ir("", "bob@other.test", "bobpass", who, sizeof(who)), SMTP_AUTH_OK);
@@ -331,8 +330,9 @@ static void test_cancel_and_bad_input(void **state)
 static void test_unknown_mech(void **state)
 {
     (void)state;
-    static const char *const mechs[] = {"FOO", "ANONYMOUS", "EXTERNAL", "XOAUTH2", "",
-                                        "PLAIN PLAIN", "DIGEST-MD5", "A23456789012345678901"};
+    static const char *const mechs[] = {
+        "FOO", "ANONYMOUS",   "EXTERNAL",   "XOAUTH2",
+        "",    "PLAIN PLAIN", "DIGEST-MD5", "A23456789012345678901"};
     for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++) {
         smtp_auth *a = new_auth();
         smtp_auth_result res;
@@ -546,12 +546,20 @@ static void test_ipport(void **state)
 
     /* the formatted strings are what Cyrus accepts */
     smtp_auth *a = NULL;
-    assert_int_equal(smtp_auth_new("mail.example.test", NULL, "2001:db8::1;25",
-                                   "198.51.100.2;25", &a),
-                     0);
+    assert_int_equal(
+        smtp_auth_new("mail.example.test", NULL, "2001:db8::1;25", "198.51.100.2;25", &a), 0);
     smtp_auth_free(a);
-    assert_int_equal(smtp_auth_new("mail.example.test", NULL, "garbage", NULL, &a), -EINVAL);
-    assert_null(a);
+    assert_int_equal(smtp_auth_new("mail.example.test", NULL, "", "", &a), 0);
+    smtp_auth_free(a);
+    static const char *const bad[] = {"garbage",          "192.0.2.1",    "192.0.2.1;",
+                                      "192.0.2.1;99999",  "192.0.2.1;2x", ";25",
+                                      "[2001:db8::1];25", "host;25"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(smtp_auth_new("mail.example.test", NULL, bad[i], NULL, &a), -EINVAL);
+        assert_null(a);
+        assert_int_equal(smtp_auth_new("mail.example.test", NULL, NULL, bad[i], &a), -EINVAL);
+        assert_null(a);
+    }
 }
 
 int main(void)
