@@ -197,7 +197,7 @@ static void check_tls(struct check *C)
     unsigned cert_line = cfg_key_line(cfg, "tls_cert"), key_line = cfg_key_line(cfg, "tls_key");
     char buf[256];
 
-    if (!*cfg->tls_cert || !*cfg->tls_key)
+    if (!cfg->tls_cert || !*cfg->tls_cert || !cfg->tls_key || !*cfg->tls_key)
         return; /* config_load already reported a half-set pair */
     bool cert_ok = readable(C, "tls_cert", cfg->tls_cert);
     bool key_ok = readable(C, "tls_key", cfg->tls_key);

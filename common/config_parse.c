@@ -422,11 +422,18 @@ int cfg_parse_relay(const char *s, cfg_relay *out, const char **why)
     }
     if (split_hostport(s, len, r.host, sizeof(r.host), &r.port, &r.literal, why) < 0)
         return -EINVAL;
-    if (!cfg_valid_domain(r.host, strlen(r.host)) && !(r.literal && ip_family(r.host, NULL) != 0)) {
-        *why = r.literal ? "expected a host name or IP address in brackets"
-                         : "expected a host name (IP addresses go in brackets)";
+    int fam = ip_family(r.host, NULL);
+    if (fam == AF_INET6 && !r.literal) {
+        *why = "an IPv6 address needs brackets, as [::1]:25";
         return -EINVAL;
     }
+    if (!cfg_valid_domain(r.host, strlen(r.host)) && fam == 0) {
+        *why = "expected a host name or an IP address";
+        return -EINVAL;
+    }
+    /* An IP address has no MX records: it is always the host itself. */
+    if (fam != 0)
+        r.literal = true;
     *out = r;
     return 0;
 }

@@ -190,13 +190,20 @@ static map *map_new(void)
 int map_load_buffer(const char *name, const char *data, size_t len, map **out, config_diag_fn diag,
                     void *arg)
 {
-    const char *p = data, *end = data + len;
+    const char *p, *end;
     unsigned lineno = 0;
     int problems = 0;
     char *norm = malloc(CFG_LINE_MAX + 1);
     map *m = map_new();
 
     *out = NULL;
+    if (!data && len > 0) {
+        free(norm);
+        map_free(m);
+        return -EINVAL;
+    }
+    p = data ? data : "";
+    end = p + len;
     if (!m || !norm) {
         free(norm);
         map_free(m);

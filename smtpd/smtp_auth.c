@@ -615,7 +615,8 @@ int smtp_auth_start(smtp_auth *a, const char *mech, const char *initial_response
 
     const char *in = NULL;
     unsigned inlen = 0;
-    if (initial_response) {
+    /* "AUTH PLAIN " with nothing after the space: no initial response. */
+    if (initial_response && len > 0) {
         enum smtp_auth_status st = decode(a, initial_response, len, &inlen);
         if (st != SMTP_AUTH_CONTINUE) {
             set_status(a, res, st);

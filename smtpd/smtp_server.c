@@ -186,6 +186,19 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
     srv->mailboxes = mailboxes;
     srv->aliases = aliases;
 
+    /* Short timeouts: a client name is a nicety, not worth a long wait. */
+    resolver_options ropts = {.servers = (const char *const *)cfg->dns_servers,
+                              .nservers = (size_t)cfg->ndns_servers,
+                              .timeout_ms = 2000,
+                              .tries = 2};
+    if (cfg->ndns_servers == 0)
+        ropts.servers = NULL;
+    int rrc = resolver_init(loop, &srv->resolver, &ropts);
+    if (rrc < 0)
+        log_warn("DNS resolver: %s; client names will be unknown", resolver_strerror(rrc));
+    else
+        srv->resolver_ok = true;
+
     int trc = smtp_server_load_tls(srv);
     if (trc < 0)
         return trc;
@@ -250,4 +263,8 @@ void smtp_server_stop(smtp_server *srv)
             uv_close((uv_handle_t *)&srv->listeners[i], NULL);
     while (srv->sessions)
         smtp_session_close(srv->sessions);
+    if (srv->resolver_ok) {
+        srv->resolver_ok = false;
+        resolver_close(&srv->resolver, NULL);
+    }
 }

@@ -70,6 +70,7 @@ void smtp_session_close(smtp_session *s)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
 
+    smtp_rdns_cancel(s);
     log_info("disconnect from %s[%s]", s->peer_name, s->peer_ip);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
@@ -512,6 +513,7 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
     srv->sessions = s;
 
     log_info("connect from %s[%s]", s->peer_name, s->peer_ip);
+    smtp_rdns_start(s);
     /* Local submissions are not network clients: no per-IP accounting. */
     int lim = kind == LISTEN_LOCAL ? 0 : smtp_server_conn_add(srv, (struct sockaddr *)&s->peer);
     if (lim < 0) {

@@ -195,10 +195,11 @@ int main(int argc, char **argv)
         log_err("out of memory");
         return EX_OSERR;
     }
+    bool sasl_started = false;
     if (cfg.sasl_db && cfg.sasl_db[0] && cfg.auth_mechanisms && cfg.auth_mechanisms[0]) {
         if (smtp_auth_init(&cfg) < 0)
             log_warn("AUTH disabled: Cyrus SASL did not start");
-        else if (smtp_auth_mechs()[0])
+        else if ((sasl_started = true), smtp_auth_mechs()[0])
             server.auth_ready = true;
         else
             log_warn("AUTH disabled: none of auth_mechanisms (%s) is available",
@@ -217,7 +218,7 @@ int main(int argc, char **argv)
     log_info("started: hostname=%s spool=%s", cfg.hostname, cfg.spool);
     uv_run(loop, UV_RUN_DEFAULT);
     log_info("stopped");
-    if (server.auth_ready)
+    if (sasl_started)
         smtp_auth_done();
     auth_throttle_free(server.auth_throttle);
     map_free(server.sender_logins);

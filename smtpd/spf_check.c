@@ -273,7 +273,8 @@ static void build_header(spf_checker *c, spf_request *req, const struct eval *ev
     const char *who = req->identity == SPF_ID_MAILFROM ? req->sender_ : req->helo_;
     char whoq[600];
     escape(whoq, sizeof(whoq), 0, who, 254, false);
-    char com[1200];
+    /* with the field name and result word, the first line stays under 998 octets */
+    char com[900];
     int n;
     const char *d = ev->detail[0] ? ev->detail : "unknown error";
     char detq[400];
@@ -296,8 +297,8 @@ static void build_header(spf_checker *c, spf_request *req, const struct eval *ev
                      rcv, whoq, ip);
         break;
     case SPF_RES_NEUTRAL:
-        n = snprintf(com, sizeof(com), "(%.253s: %s is neither permitted nor denied by domain of %s)",
-                     rcv, ip, whoq);
+        n = snprintf(com, sizeof(com),
+                     "(%.253s: %s is neither permitted nor denied by domain of %s)", rcv, ip, whoq);
         break;
     case SPF_RES_TEMPERROR:
         n = snprintf(com, sizeof(com), "(%.253s: temporary error checking domain of %s: %s)", rcv,
@@ -310,8 +311,9 @@ static void build_header(spf_checker *c, spf_request *req, const struct eval *ev
     case SPF_RES_NONE:
     default:
         if (req->identity == SPF_ID_NONE)
-            n = snprintf(com, sizeof(com), "(%.253s: no identity to check: null sender and HELO "
-                                           "name is not a domain)",
+            n = snprintf(com, sizeof(com),
+                         "(%.253s: no identity to check: null sender and HELO "
+                         "name is not a domain)",
                          rcv);
         else
             n = snprintf(com, sizeof(com),
@@ -320,7 +322,7 @@ static void build_header(spf_checker *c, spf_request *req, const struct eval *ev
         break;
     }
     if (n < 0 || (size_t)n >= sizeof(com))
-        snprintf(com, sizeof(com), "(%.253s)", rcv); /* cannot happen with the bounds above */
+        snprintf(com, sizeof(com), "(%.253s)", rcv); /* never cut an escape in half */
 
     struct hbuf h = {.p = req->header, .size = sizeof(req->header)};
     req->header[0] = '\0';
@@ -410,16 +412,15 @@ static bool evaluate(struct worker *w, spf_request *req, const struct client *cl
         snprintf(ev->detail, sizeof(ev->detail), "out of memory");
         return true;
     }
-    SPF_errcode_t err = cl->family == AF_INET ? SPF_request_set_ipv4(sr, cl->v4)
-                                              : SPF_request_set_ipv6(sr, cl->v6);
+    SPF_errcode_t err =
+        cl->family == AF_INET ? SPF_request_set_ipv4(sr, cl->v4) : SPF_request_set_ipv6(sr, cl->v6);
     /* set_helo_dom also sets the sender to postmaster@helo when none is set */
     if (err == SPF_E_SUCCESS && req->helo_[0])
         err = SPF_request_set_helo_dom(sr, req->helo_);
     if (err == SPF_E_SUCCESS && sender)
         err = SPF_request_set_env_from(sr, sender);
     if (err != SPF_E_SUCCESS) {
-        snprintf(ev->detail, sizeof(ev->detail), "cannot set up the check: %s",
-                 SPF_strerror(err));
+        snprintf(ev->detail, sizeof(ev->detail), "cannot set up the check: %s", SPF_strerror(err));
         SPF_request_free(sr);
         return true;
     }

@@ -140,11 +140,19 @@ static bool count_void(spf_dns *d, const char *name)
     return true;
 }
 
-static bool is_derived(const spf_dns *d, const char *name)
+/*
+ * Whether name came from the last MX or PTR answer and has not been looked
+ * up yet. Each name is used once, so a later "a:" term naming the same
+ * host is counted like any other.
+ */
+static bool take_derived(spf_dns *d, const char *name)
 {
-    for (unsigned i = 0; i < d->nderived; i++)
-        if (strcasecmp(d->derived[i], name) == 0)
+    for (unsigned i = 0; i < d->nderived; i++) {
+        if (d->derived[i][0] && strcasecmp(d->derived[i], name) == 0) {
+            d->derived[i][0] = '\0';
             return true;
+        }
+    }
     return false;
 }
 
@@ -214,12 +222,13 @@ static int run_query(spf_dns *d, const char *name, int type, bool soft, struct q
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
         struct pollfd pfd[ARES_GETSOCK_MAXNUM];
         nfds_t n = 0;
-        int bits = ares_getsock(d->ch, socks, ARES_GETSOCK_MAXNUM);
+        /* ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit for the 16th socket */
+        unsigned bits = (unsigned)ares_getsock(d->ch, socks, ARES_GETSOCK_MAXNUM);
         for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
             short ev = 0;
-            if (ARES_GETSOCK_READABLE(bits, i))
+            if ((bits >> i) & 1u)
                 ev |= POLLIN;
-            if (ARES_GETSOCK_WRITABLE(bits, i))
+            if ((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u)
                 ev |= POLLOUT;
             if (ev) {
                 pfd[n].fd = socks[i];
@@ -248,8 +257,8 @@ static int run_query(spf_dns *d, const char *name, int type, bool soft, struct q
             continue;
         }
         for (nfds_t i = 0; i < n; i++) {
-            ares_socket_t rfd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd
-                                                                                : ARES_SOCKET_BAD;
+            ares_socket_t rfd =
+                (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd : ARES_SOCKET_BAD;
             ares_socket_t wfd = (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD;
             if (rfd != ARES_SOCKET_BAD || wfd != ARES_SOCKET_BAD)
                 ares_process_fd(d->ch, rfd, wfd);
@@ -265,11 +274,11 @@ static int run_query(spf_dns *d, const char *name, int type, bool soft, struct q
     case ARES_EBADNAME: /* a malformed name has no records (RFC 7208 4.3, 4.6.4) */
         return HOST_NOT_FOUND;
     case ARES_ETIMEOUT:
-        if (!soft)
+        if (!soft && d->stop == SPF_DNS_GO) /* a stop's reason stays */
             snprintf(d->detail, sizeof(d->detail), "DNS timeout for %.100s", name);
         return TRY_AGAIN;
     default:
-        if (!soft)
+        if (!soft && d->stop == SPF_DNS_GO)
             snprintf(d->detail, sizeof(d->detail), "DNS error for %.100s: %s", name,
                      ares_strerror(w->status));
         return TRY_AGAIN;
@@ -361,9 +370,10 @@ static SPF_dns_rr_t *rr_from_reply(spf_dns *d, const char *domain, ns_type type,
 {
     size_t len = (size_t)ilen;
     SPF_dns_rr_t *rr = rr_new(d, domain, type, NETDB_SUCCESS);
-    int max = type == ns_t_mx ? DNS_MAX_MX : type == ns_t_ptr ? DNS_MAX_PTR
-                                        : type == ns_t_txt    ? DNS_MAX_TXT
-                                                              : DNS_MAX_ADDRS;
+    int max = type == ns_t_mx    ? DNS_MAX_MX
+              : type == ns_t_ptr ? DNS_MAX_PTR
+              : type == ns_t_txt ? DNS_MAX_TXT
+                                 : DNS_MAX_ADDRS;
     if (type == ns_t_mx || type == ns_t_ptr)
         d->nderived = 0;
     if (len < 12)
@@ -462,8 +472,7 @@ static void exp_spaces(SPF_dns_rr_t *rr)
             sp += rr->rr[i]->txt[k] == ' ';
         if (sp == 0)
             continue;
-        if (n + sp > DNS_TXT_MAX ||
-            SPF_dns_rr_buf_realloc(rr, i, n + sp + 1) != SPF_E_SUCCESS) {
+        if (n + sp > DNS_TXT_MAX || SPF_dns_rr_buf_realloc(rr, i, n + sp + 1) != SPF_E_SUCCESS) {
             rr->rr[i]->txt[0] = '\0'; /* no explanation rather than a mangled one */
             continue;
         }
@@ -499,9 +508,9 @@ static SPF_dns_rr_t *dns_lookup(SPF_dns_server_t *layer, const char *domain, ns_
      * overcount; the RFC discourages %{p} anyway).
      */
     bool soft = type == ns_t_txt;
-    bool term = !soft && !((type == ns_t_a || type == ns_t_aaaa) && is_derived(d, domain));
     if (d->stop != SPF_DNS_GO)
         return rr_new(d, domain, type, TRY_AGAIN);
+    bool term = !soft && !((type == ns_t_a || type == ns_t_aaaa) && take_derived(d, domain));
     if (term && !count_term(d, domain))
         return rr_new(d, domain, type, TRY_AGAIN);
 
@@ -516,8 +525,7 @@ static SPF_dns_rr_t *dns_lookup(SPF_dns_server_t *layer, const char *domain, ns_
     if (type == ns_t_txt)
         exp_spaces(rr);
 
-    if (term && (rr->herrno == HOST_NOT_FOUND || rr->herrno == NO_DATA) &&
-        !count_void(d, domain)) {
+    if (term && (rr->herrno == HOST_NOT_FOUND || rr->herrno == NO_DATA) && !count_void(d, domain)) {
         /* stop the evaluation now; the caller turns it into permerror */
         rr->herrno = TRY_AGAIN;
         rr->num_rr = 0;
@@ -553,16 +561,14 @@ static SPF_errcode_t dns_get_spf(SPF_server_t *server, SPF_request_t *sr, SPF_re
         return SPF_response_add_error(resp, SPF_E_BIG_DNS, "DNS lookup limit");
     if (!domain || !spf_domain_ok(domain)) {
         /* RFC 7208 4.3: a malformed or single-label domain has no policy */
-        snprintf(d->detail, sizeof(d->detail), "not a valid domain: %.100s",
-                 domain ? domain : "");
+        snprintf(d->detail, sizeof(d->detail), "not a valid domain: %.100s", domain ? domain : "");
         return top_result(d, top, SPF_TOP_NONE,
                           SPF_response_add_error(resp, SPF_E_NOT_SPF, "invalid domain"));
     }
 
     struct qwait w;
     int h = run_query(d, domain, ns_t_txt, false, &w);
-    SPF_dns_rr_t *rr =
-        h == NETDB_SUCCESS ? rr_from_reply(d, domain, ns_t_txt, w.buf, w.len) : NULL;
+    SPF_dns_rr_t *rr = h == NETDB_SUCCESS ? rr_from_reply(d, domain, ns_t_txt, w.buf, w.len) : NULL;
     free(w.buf);
     if (rr)
         h = rr->herrno;
@@ -668,7 +674,8 @@ int spf_dns_new(const char *const *servers, size_t n, spf_dns **out)
     opts.flags = ARES_FLAG_NOALIASES | ARES_FLAG_NOSEARCH;
     opts.timeout = DNS_QUERY_MS / 3;
     opts.tries = 3;
-    int optmask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+    /* servers in the order given, as the resolver module does (docs/dns.md) */
+    int optmask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_NOROTATE;
     int rc = ares_init_options(&d->ch, &opts, optmask);
     if (rc != ARES_SUCCESS) {
         free(d);

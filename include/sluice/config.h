@@ -168,12 +168,13 @@ bool config_cidr_match(const cfg_cidr *c, const struct sockaddr *sa);
 /*
  * A next hop as written in relayhost and in transport map values:
  * "[host]:port", "host:port", "[host]" or "host". Brackets mean "this host
- * itself, no MX lookup" (as in Postfix); a bracketed IPv6 address is fine.
+ * itself, no MX lookup" (as in Postfix); so does an IP address, bracketed or
+ * not (IPv6 needs the brackets).
  */
 typedef struct cfg_relay {
     char host[256]; /* brackets stripped */
     int port;       /* 0 when not given: use remote_port */
-    bool literal;   /* was written in brackets: no MX lookup */
+    bool literal;   /* in brackets, or an IP address: no MX lookup */
 } cfg_relay;
 int config_parse_relay(const char *s, cfg_relay *out);
 

@@ -104,8 +104,8 @@ int smtp_auth_new(const char *fqdn, const char *user_realm, const char *local_ip
 
 /*
  * "AUTH mech [initial-response]": mech as received (any case);
- * initial_response is the base64 text after it, or NULL when there was none
- * ("=" means an empty initial response, RFC 4954 section 4). *res is always
+ * initial_response is the base64 text after it, or NULL (or len 0) when there
+ * was none ("=" means an empty initial response, RFC 4954 section 4). *res is always
  * filled. Returns 0, or -EINVAL for NULL arguments or a second start (*res is
  * then SMTP_AUTH_PROTOCOL). Blocks: thread pool only.
  */

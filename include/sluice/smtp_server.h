@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "map.h"
+#include "resolver.h"
 #include "spool.h"
 #include "tls.h"
 
@@ -40,6 +41,8 @@ struct smtp_server {
     map *sender_logins; /* [smtpd] sender_login_map, may be NULL */
     bool auth_ready;    /* Cyrus SASL initialised with at least one mechanism */
     struct auth_throttle *auth_throttle;
+    resolver resolver; /* reverse lookups of clients */
+    bool resolver_ok;
     SSL_CTX *tls_ctx; /* NULL when no certificate is configured */
 
     /* Loop-wide buffers: reads (ciphertext or plaintext) and decrypted

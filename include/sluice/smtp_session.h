@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "envelope.h"
+#include "resolver.h"
 #include "smtp_data.h"
 #include "smtp_headers.h"
 #include "smtp_parse.h"
@@ -56,7 +57,10 @@ struct smtp_session {
 
     struct sockaddr_storage peer;
     char peer_ip[64];
-    char peer_name[256];
+    char peer_name[256]; /* forward-confirmed reverse name, or "unknown" */
+    char rdns_name[256];
+    resolver_req rdns;
+    bool rdns_active;
     char helo[SMTP_DOMAIN_MAX + 1];
     bool esmtp;
     bool counted; /* holds a slot in the connection counters */
@@ -130,6 +134,10 @@ bool smtp_auth_offered(const smtp_session *s);
 void smtp_auth_cmd(smtp_session *s, const char *arg, size_t len);
 void smtp_auth_cmd_line(smtp_session *s, const char *line, size_t len); /* a client response */
 void smtp_auth_cmd_abort(smtp_session *s);
+
+/* smtp_rdns.c: the client name (never delays the dialogue) */
+void smtp_rdns_start(smtp_session *s);
+void smtp_rdns_cancel(smtp_session *s);
 
 /* smtp_received.c: the Received header for the message (RFC 5321 4.4). */
 int smtp_received_header(const smtp_session *s, sbuf *out);

@@ -144,6 +144,18 @@ def tcp_listening(port):
     return port in _proc_net_ports("tcp", "0A")
 
 
+def unix_listening(path):
+    """Whether a listening unix socket is bound to path (from /proc/net/unix:
+    a stale socket file left by a killed process does not count)."""
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+                return True
+    return False
+
+
 def udp_bound(port):
     return port in _proc_net_ports("udp")
 
@@ -391,14 +403,19 @@ class Sluice:
         return d
 
     def start_smtpd(self):
-        """Starts sluice-smtpd and waits until every listener accepts."""
+        """Starts sluice-smtpd and waits until it serves: every listener is
+        bound and the local submission socket run/submit.sock listens (it
+        is made after the spool is opened and recovered; the ports are bound
+        earlier, before privileges are dropped)."""
         wrap = ()
         if self._spool_tmpfs:
             wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                     'mount -t tmpfs -o "size=$1,mode=0700" tmpfs "$2" && shift 2 && exec "$@"',
                     "sh", self._spool_tmpfs, self.spool]
-        return self._start("sluice-smtpd",
-                           lambda: all(tcp_listening(p) for p in self.ports.values()), wrap)
+        def ready():
+            return (all(tcp_listening(p) for p in self.ports.values())
+                    and unix_listening(os.path.join(self.spool, "run", "submit.sock")))
+        return self._start("sluice-smtpd", ready, wrap)
 
     def start_delivery(self):
         """Starts sluice-delivery; ready when its socket run/delivery.sock exists."""

@@ -58,7 +58,7 @@ class Volume(SluiceCase):
         s = self.sluice()
         c = self.connect(s)
         body = b"Subject: large\r\n\r\n" + b"".join(
-            b"%07d " % i + bytes(range(0x21, 0x7f)) * 10 + b"\r\n" for i in range(5500))
+            b"%07d " % i + bytes(range(0x21, 0x7f)) * 10 + b"\r\n" for i in range(6000))
         qid = self.assertQueued(c.transaction("alice@example.test", "user@example.test", body))
         self.assertGreater(len(body), 5 * 1024 * 1024)
         self.assertEqual(st.split_received(s.message(qid))[1], body)

@@ -855,6 +855,11 @@ static void test_relay_parse(void **state)
     assert_true(r.literal);
     assert_int_equal(config_parse_relay("[127.0.0.1]", &r), 0);
     assert_int_equal(r.port, 0);
+    /* An IP address needs no brackets to skip the MX lookup. */
+    assert_int_equal(config_parse_relay("192.0.2.1:2525", &r), 0);
+    assert_string_equal(r.host, "192.0.2.1");
+    assert_int_equal(r.port, 2525);
+    assert_true(r.literal);
     static const char *const bad[] = {"",          "::1",     "[::1",        "a b",
                                       "[x]:0",     "[x]25",   "host:",       "[bad host]",
                                       "-bad.test", "a..test", "[::1]:70000", "[]"};

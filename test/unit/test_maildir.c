@@ -243,7 +243,7 @@ static void test_chunk_boundaries(void **state)
 
 static void test_unique_names(void **state)
 {
-    enum { N = 400 };
+    enum { N = 100 }; /* each costs two syncs */
     char md[512], p[600], key[32];
     int fd = msg_fd("x\r\n", 3);
     maildir_delivery d = {.hostname = "host/with:odd", .fd = fd};

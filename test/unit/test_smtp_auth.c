@@ -179,10 +179,18 @@ static void test_plain_without_initial_response(void **state)
     assert_int_equal(smtp_auth_step(a, line, strlen(line), &res), 0);
     assert_int_equal(res.status, SMTP_AUTH_OK);
     assert_string_equal(res.user, LOGIN);
-    free(line);
     /* after a final result only free is valid */
     assert_int_equal(smtp_auth_step(a, "", 0, &res), -EINVAL);
     assert_int_equal(res.status, SMTP_AUTH_PROTOCOL);
+    smtp_auth_free(a);
+
+    /* "AUTH PLAIN " (a trailing space, nothing after it) is no initial response */
+    a = new_auth();
+    assert_int_equal(smtp_auth_start(a, "PLAIN", "", 0, &res), 0);
+    assert_int_equal(res.status, SMTP_AUTH_CONTINUE);
+    assert_int_equal(smtp_auth_step(a, line, strlen(line), &res), 0);
+    assert_int_equal(res.status, SMTP_AUTH_OK);
+    free(line);
     smtp_auth_free(a);
 }
 

@@ -362,12 +362,12 @@ static size_t build(char *dst, const char *route, size_t local, char lc, const c
     return n;
 }
 
-/* A domain of exactly n octets: labels of up to 63 'd's joined by dots. */
+/* A domain of exactly n octets: labels of 62 'd's (the last up to 63) joined by dots. */
 static void make_domain(char *dst, size_t n)
 {
     size_t i = 0, in_label = 0;
     while (i < n) {
-        /* Never end on a dot and never let a label pass 63. */
+        /* Never end on a dot, never let a label pass 63. */
         if (in_label == 62 && i + 1 < n) {
             dst[i++] = '.';
             in_label = 0;

@@ -68,6 +68,9 @@ static const char *const zone[] = {
     "--host-record=h.test,192.0.2.77",
     "--txt-record=void.test,v=spf1 a:nx1.test a:nx2.test a:nx3.test -all",
     "--txt-record=void2.test,v=spf1 a:nx1.test a:nx2.test -all",
+    "--txt-record=ptr.test,v=spf1 ptr:a.test -all",
+    "--txt-record=exists.test,v=spf1 exists:%{i}.ex.test -all",
+    "--host-record=127.0.0.1.ex.test,192.0.2.200",
 };
 
 /* ---- dnsmasq ---- */
@@ -91,9 +94,9 @@ static int free_port(void)
 /* One TXT query for pass.test; true when any reply arrives within ms. */
 static bool dns_answers(int port, int ms)
 {
-    static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
-                                      4,    'p',  'a',  's',  's', 4, 't', 'e', 's', 't',
-                                      0,    0,    16,   0,    1};
+    static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0,   0,
+                                      0,    0,    0,    4,    'p', 'a', 's', 's', 4,
+                                      't',  'e',  's',  't',  0,   0,   16,  0,   1};
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0)
         return false;
@@ -244,8 +247,7 @@ static void run(struct fixture *f, spf_request *req, const char *ip, const char 
     assert_int_equal(d.status, 0);
 }
 
-static enum spf_result check(const char *ip, const char *helo, const char *sender,
-                             spf_request *req)
+static enum spf_result check(const char *ip, const char *helo, const char *sender, spf_request *req)
 {
     struct fixture f;
     fixture_open(&f, dns_server);
@@ -279,16 +281,17 @@ static void test_fail_explanation(void **state)
     /* loopback, and still fail: the record does not list it */
     assert_int_equal(check("127.0.0.1", "client.example", "x@fail.test", &req), SPF_RES_FAIL);
     assert_int_equal(req.identity, SPF_ID_MAILFROM);
-    assert_string_equal(req.explanation, "fail.test does not designate 127.0.0.1 as permitted sender");
-    assert_string_equal(req.header,
-                        "fail (" RECEIVER ": domain of x@fail.test does not designate 127.0.0.1 "
-                        "as permitted sender)\r\n"
-                        "\tclient-ip=127.0.0.1; envelope-from=\"x@fail.test\"; helo=client.example;\r\n"
-                        "\treceiver=" RECEIVER "; identity=mailfrom;");
+    assert_string_equal(req.explanation,
+                        "fail.test does not designate 127.0.0.1 as permitted sender");
+    assert_string_equal(
+        req.header, "fail (" RECEIVER ": domain of x@fail.test does not designate 127.0.0.1 "
+                    "as permitted sender)\r\n"
+                    "\tclient-ip=127.0.0.1; envelope-from=\"x@fail.test\"; helo=client.example;\r\n"
+                    "\treceiver=" RECEIVER "; identity=mailfrom;");
     char reply[512];
     assert_int_equal(spf_reply(&req, SPF_ACT_REJECT_550, reply, sizeof(reply)), 0);
-    assert_string_equal(reply,
-                        "550 5.7.23 SPF: fail.test does not designate 127.0.0.1 as permitted sender");
+    assert_string_equal(
+        reply, "550 5.7.23 SPF: fail.test does not designate 127.0.0.1 as permitted sender");
 }
 
 static void test_fail_domain_explanation(void **state)
@@ -351,6 +354,12 @@ static void test_mechanisms(void **state)
     assert_int_equal(check("::1", "", "a@v6.test", &req), SPF_RES_PASS);
     assert_non_null(strstr(req.header, "client-ip=\"::1\";"));
     assert_int_equal(check("::2", "", "a@v6.test", &req), SPF_RES_FAIL);
+    /* ptr: 127.0.0.3 has the PTR a.test (from --host-record), whose A is 127.0.0.3 */
+    assert_int_equal(check("127.0.0.3", "", "a@ptr.test", &req), SPF_RES_PASS);
+    assert_int_equal(check("127.0.0.2", "", "a@ptr.test", &req), SPF_RES_FAIL);
+    /* exists: with a macro (RFC 7208 5.7, 7) */
+    assert_int_equal(check("127.0.0.1", "", "a@exists.test", &req), SPF_RES_PASS);
+    assert_int_equal(check("127.0.0.5", "", "a@exists.test", &req), SPF_RES_FAIL);
     /* a record split into several strings is joined without spaces (RFC 7208 3.3) */
     assert_int_equal(check("127.0.0.1", "", "a@split.test", &req), SPF_RES_PASS);
     /* an IPv4 client on a dual-stack socket is checked as IPv4 */
@@ -449,6 +458,15 @@ static void test_temperror(void **state)
     assert_int_equal(spf_reply(&req, SPF_ACT_TEMPFAIL_451, reply, sizeof(reply)), 0);
     assert_string_equal(reply, "451 4.7.24 SPF: temporary error checking pass.test, try again "
                                "later");
+    fixture_close(&f);
+
+    /* the evaluation's time budget runs out before the query's own timeout */
+    fixture_open(&f, server);
+    spf_checker_set_timeouts(f.c, 5000, 300);
+    run(&f, &req, "192.0.2.9", "pass.test", "x@pass.test");
+    assert_int_equal(req.result, SPF_RES_TEMPERROR);
+    assert_int_equal(req.identity, SPF_ID_MAILFROM);
+    assert_non_null(strstr(req.header, "problem=\"time limit for the SPF evaluation exceeded\";"));
     fixture_close(&f);
     close(fd);
 }

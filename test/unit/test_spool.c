@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -213,6 +214,9 @@ static void commit_several(const char *root)
     struct result res[N];
     int done = 0;
 
+    spool_fs *fs;
+    assert_int_equal(spool_fs_open(root, true, &fs), 0); /* for run/ */
+    spool_fs_close(fs);
     int sock = bind_delivery(root);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(spool_open(&loop, root, &s), 0);
@@ -246,7 +250,6 @@ static void commit_several(const char *root)
     assert_true(st.batches >= 1 && st.batches <= N);
     close_spool(&loop, s);
 
-    spool_fs *fs;
     assert_int_equal(spool_fs_open(root, false, &fs), 0);
     assert_int_equal(count_files(root, "incoming"), 0);
     assert_int_equal(count_files(root, "queue"), 2 * N);
@@ -673,6 +676,8 @@ static void test_lock(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* The inherited descriptor shares the parent's lock: drop it. */
+        close(l1);
         int fd;
         if (spool_fs_lock(fs, id, false, &fd) != -EWOULDBLOCK)
             _exit(1);
@@ -801,6 +806,19 @@ static void full_disk_child(const char *dir)
     if (rc != -ENOSPC)
         _exit(15);
     spool_msg_abort(m);
+    /* The discard runs in the pool: wait for the space to come back (the
+     * pages are freed at the close after the unlink). */
+    struct statvfs sv;
+    for (int i = 0; i < 100000; i++) {
+        if (statvfs(dir, &sv) != 0)
+            _exit(21);
+        if (count_files(root, "incoming") == 0 && sv.f_bfree * sv.f_frsize >= 200 * 1024)
+            break;
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    if (count_files(root, "incoming") != 0)
+        _exit(21);
 
     /* 2. Fill the disk, then a small message: the committer's write
      * fails, the callback gets -ENOSPC and nothing remains. */

@@ -1,0 +1,355 @@
+/*
+ * dlv_attempt.c - the first half of an attempt, on the thread pool: take
+ * the message's lock, read its envelope, and turn every due recipient
+ * into a delivery task (a Maildir write, or a place in a remote request
+ * per next hop), an immediate outcome (unknown mailbox, alias loop), or
+ * an alias expansion.
+ *
+ * Alias expansion is written to the envelope before anything is
+ * delivered: the alias becomes final ("expanded") and its targets become
+ * recipients of their own, with the alias as ORCPT, so each has its own
+ * state, retries and DSN line, and a retry never expands twice (the
+ * envelope stores what was requested, as reference/USERS.md asks, and the
+ * targets are re-resolved at delivery time). Targets already among the
+ * recipients are not added again.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/dlv_core.h"
+#include "sluice/dlv_local.h"
+#include "sluice/log.h"
+
+#define RETRY_BUSY_MS 2000
+#define RETRY_ERROR_MS (60 * 1000)
+
+static int ensure_res(dlv_msg *m, size_t n)
+{
+    if (n <= m->nres)
+        return 0;
+    dlv_result *v = realloc(m->res, n * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    memset(v + m->nres, 0, (n - m->nres) * sizeof(*v));
+    m->res = v;
+    m->nres = n;
+    return 0;
+}
+
+/* "rfc822;" + xtext of addr (RFC 3461 4: '+', '=', controls, space, 8-bit as +XX). */
+static char *orcpt_for(const char *addr)
+{
+    size_t n = strlen(addr);
+    char *out = malloc(7 + n * 3 + 1), *o;
+    if (!out)
+        return NULL;
+    memcpy(out, "rfc822;", 7);
+    o = out + 7;
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e || *p == '+' || *p == '=')
+            o += sprintf(o, "+%02X", *p);
+        else
+            *o++ = (char)*p;
+    }
+    *o = '\0';
+    return out;
+}
+
+static bool has_rcpt(const envelope *e, const char *addr)
+{
+    for (size_t i = 0; i < e->nrcpt; i++)
+        if (dlv_addr_equal(e->rcpts[i].addr, addr))
+            return true;
+    return false;
+}
+
+/* Appends target as a new recipient that came from rcpt i. */
+static int add_child(envelope *e, size_t i, const char *target)
+{
+    if (e->nrcpt >= ENVELOPE_MAX_RCPTS)
+        return -E2BIG;
+    char *orcpt = e->rcpts[i].orcpt ? strdup(e->rcpts[i].orcpt) : orcpt_for(e->rcpts[i].addr);
+    if (!orcpt)
+        return -ENOMEM;
+    int rc = envelope_add_rcpt(e, target, orcpt, e->rcpts[i].notify);
+    free(orcpt);
+    return rc;
+}
+
+static int set_res(dlv_msg *m, size_t i, int code, const char *status, const char *reply,
+                   const char *relay)
+{
+    int rc = ensure_res(m, m->e.nrcpt);
+    return rc ? rc : dlv_result_set(&m->res[i], code, status, reply, relay, "none");
+}
+
+/* What to do with local recipient i. Returns 1 when it needs a Maildir
+ * write (*path set), 0 when decided here, < 0 on errors (-ENOMEM). */
+static int classify_local(dlv_msg *m, size_t i, bool *changed, char **path)
+{
+    const sluice_config *cfg = m->r->cfg;
+    envelope *e = &m->e;
+    char reply[DLV_REPLY_MAX + 1];
+    dlv_expansion x;
+    *path = NULL;
+
+    int rc = dlv_alias_expand(m->maps->aliases, e->rcpts[i].addr, &x);
+    if (rc == -ELOOP) {
+        log_warn("%s: <%s>: %s", m->id, e->rcpts[i].addr, x.reason);
+        snprintf(reply, sizeof(reply), "550 %s %s", x.status, x.reason);
+        return set_res(m, i, 550, x.status, reply, "local");
+    }
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        size_t added = 0;
+        for (size_t k = 0; k < x.nleaves && rc >= 0; k++) {
+            if (dlv_addr_equal(x.leaves[k], e->rcpts[i].addr) || has_rcpt(e, x.leaves[k]))
+                continue;
+            if ((rc = add_child(e, i, x.leaves[k])) == 0)
+                added++;
+        }
+        bool self = x.self;
+        size_t total = x.nleaves;
+        dlv_expansion_free(&x);
+        if (rc == -E2BIG)
+            return set_res(m, i, 550, "5.3.5", "550 5.3.5 alias expands to too many recipients",
+                           "local");
+        if (rc < 0)
+            return rc;
+        *changed = *changed || added > 0;
+        if (!self) {
+            snprintf(reply, sizeof(reply), "250 2.0.0 alias expanded to %zu recipient%s", total,
+                     total == 1 ? "" : "s");
+            if ((rc = set_res(m, i, 250, "2.0.0", reply, "alias")) == 0)
+                m->res[i].expanded = true;
+            return rc;
+        }
+    }
+    /* Not an alias (or one that also keeps a copy): its mailbox. */
+    bool nomem;
+    const char *addr = e->rcpts[i].addr;
+    *path = dlv_mailbox_path(cfg, m->maps->mailboxes, addr, &nomem);
+    if (*path)
+        return 1;
+    if (nomem)
+        return -ENOMEM;
+    if (dlv_is_postmaster(addr) && cfg->nlocal_domains > 0) {
+        /* smtpd takes postmaster@ every local domain (RFC 5321 4.5.1):
+         * without entries of its own it goes to the first domain's. */
+        char first[300];
+        snprintf(first, sizeof(first), "postmaster@%s", cfg->local_domains[0]);
+        if (!dlv_addr_equal(first, addr)) {
+            if (!has_rcpt(e, first)) {
+                if ((rc = add_child(e, i, first)) < 0)
+                    return rc;
+                *changed = true;
+            }
+            if ((rc = set_res(m, i, 250, "2.0.0", "250 2.0.0 postmaster alias", "alias")) == 0)
+                m->res[i].expanded = true;
+            return rc;
+        }
+    }
+    snprintf(reply, sizeof(reply), "550 5.1.1 <%s>: no such mailbox here", addr);
+    return set_res(m, i, 550, "5.1.1", reply, "local");
+}
+
+static bool due(const dlv_msg *m, const env_rcpt *r, int64_t now_s)
+{
+    if (r->state == RCPT_DELIVERED || r->state == RCPT_FAILED)
+        return false;
+    return r->state == RCPT_PENDING || r->next_attempt <= now_s || (m->flags & DLV_SCHED_FORCE);
+}
+
+/* The remote task for nexthop, made on first use. */
+static dlv_task *remote_task(dlv_msg *m, const char *nexthop, size_t cap)
+{
+    for (size_t k = 0; k < m->ntasks; k++)
+        if (!m->tasks[k].local && strcmp(m->tasks[k].dest, nexthop) == 0)
+            return &m->tasks[k];
+    dlv_task *t = &m->tasks[m->ntasks];
+    memset(t, 0, sizeof(*t));
+    t->req.fd = -1;
+    if (!(t->dest = strdup(nexthop)) || !(t->idx = calloc(cap, sizeof(*t->idx))) ||
+        !(t->req.rcpts = calloc(cap, sizeof(*t->req.rcpts)))) {
+        free(t->dest);
+        free(t->idx);
+        return NULL;
+    }
+    m->ntasks++;
+    return t;
+}
+
+/* Builds the tasks of the due recipients (after expansion). */
+static int build_tasks(dlv_msg *m, char **paths, int64_t now_s)
+{
+    envelope *e = &m->e;
+    const sluice_config *cfg = m->r->cfg;
+    if (!(m->tasks = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*m->tasks))))
+        return -ENOMEM;
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        if (m->res[i].tried || !due(m, &e->rcpts[i], now_s))
+            continue;
+        if (paths[i]) {
+            dlv_task *t = &m->tasks[m->ntasks++];
+            t->local = true;
+            t->rcpt = i;
+            t->maildir = paths[i];
+            paths[i] = NULL;
+            snprintf(t->key, sizeof(t->key), "%s_%zu", m->id, i);
+            if (!(t->dest = strdup("local")))
+                return -ENOMEM;
+            continue;
+        }
+        const char *domain = dlv_addr_domain(e->rcpts[i].addr);
+        dlv_task *t = remote_task(m, dlv_nexthop(cfg, m->maps->transport, domain), e->nrcpt);
+        if (!t)
+            return -ENOMEM;
+        dlv_remote_req *q = &t->req;
+        t->idx[q->nrcpt] = i;
+        dlv_remote_rcpt *rr = &q->rcpts[q->nrcpt++];
+        rr->addr = e->rcpts[i].addr;
+        rr->orcpt = e->rcpts[i].orcpt;
+        rr->notify = e->rcpts[i].notify;
+        if (q->nrcpt == 1)
+            q->domain = domain;
+        else if (q->domain && strcasecmp(q->domain, domain) != 0)
+            q->domain = NULL;
+    }
+    for (size_t k = 0; k < m->ntasks; k++) {
+        dlv_task *t = &m->tasks[k];
+        if (t->local)
+            continue;
+        dlv_remote_req *q = &t->req;
+        q->id = m->id;
+        q->nexthop = t->dest;
+        q->sender = e->sender;
+        q->envid = e->envid;
+        q->ret = e->ret;
+        q->body = e->body;
+        q->smtputf8 = e->smtputf8;
+        q->size = e->size;
+        /* Its own descriptor: a transport may read() with the offset. */
+        int rc = spool_fs_open_message(m->r->fs, m->id, &q->fd);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void give_up(dlv_msg *m, int prep, int64_t next_ms)
+{
+    spool_fs_unlock(m->lockfd);
+    m->lockfd = -1;
+    m->prep = prep;
+    m->next_ms = next_ms;
+}
+
+void dlv_attempt_prepare(dlv_msg *m)
+{
+    spool_fs *fs = m->r->fs;
+    const sluice_config *cfg = m->r->cfg;
+    envelope *e = &m->e;
+    int64_t now_ms = dlv_now_ms();
+
+    int rc = spool_fs_lock(fs, m->id, false, &m->lockfd);
+    if (rc == -EWOULDBLOCK) {
+        m->prep = DLV_PREP_BUSY; /* the CLI is changing it; soon again */
+        m->next_ms = now_ms + RETRY_BUSY_MS;
+        return;
+    }
+    if (rc) {
+        if (rc != -ENOENT)
+            log_err("%s: cannot lock: %s", m->id, strerror(-rc));
+        m->prep = rc == -ENOENT ? DLV_PREP_GONE : DLV_PREP_ERROR;
+        m->next_ms = rc == -ENOENT ? -1 : now_ms + RETRY_ERROR_MS;
+        return;
+    }
+    rc = spool_fs_load(fs, m->id, e);
+    if (rc == -ENOENT || rc == -EBADMSG) {
+        /* -EBADMSG: moved to corrupt/ and logged by the spool. */
+        give_up(m, DLV_PREP_GONE, -1);
+        return;
+    }
+    if (rc) {
+        log_err("%s: cannot read the envelope: %s", m->id, strerror(-rc));
+        give_up(m, DLV_PREP_ERROR, now_ms + RETRY_ERROR_MS);
+        return;
+    }
+    if (e->hold) {
+        give_up(m, DLV_PREP_HELD, -1); /* `queue release` asks again */
+        return;
+    }
+    m->now_us = dlv_now_us();
+    int64_t now_s = m->now_us / 1000000;
+    char **paths = NULL;
+    size_t npaths = 0;
+    bool changed = false;
+    rc = ensure_res(m, e->nrcpt);
+    /* e->nrcpt grows while we go: targets are classified in the same round. */
+    for (size_t i = 0; rc == 0 && i < e->nrcpt; i++) {
+        if (!due(m, &e->rcpts[i], now_s))
+            continue;
+        const char *domain = dlv_addr_domain(e->rcpts[i].addr);
+        if (!*domain) {
+            rc = set_res(m, i, 550, "5.1.3", "550 5.1.3 bad recipient address syntax", "local");
+            continue;
+        }
+        if (!config_is_local_domain(cfg, domain, strlen(domain)))
+            continue; /* remote: build_tasks groups it */
+        char *path;
+        rc = classify_local(m, i, &changed, &path);
+        if (rc == 1) {
+            if (npaths < e->nrcpt) {
+                char **v = realloc(paths, e->nrcpt * sizeof(*v));
+                if (!v) {
+                    free(path);
+                    rc = -ENOMEM;
+                    break;
+                }
+                memset(v + npaths, 0, (e->nrcpt - npaths) * sizeof(*v));
+                paths = v;
+                npaths = e->nrcpt;
+            }
+            paths[i] = path;
+            rc = 0;
+        }
+    }
+    if (rc == 0)
+        rc = ensure_res(m, e->nrcpt);
+    if (rc == 0 && npaths < e->nrcpt) {
+        char **v = realloc(paths, (e->nrcpt ? e->nrcpt : 1) * sizeof(*v));
+        if (v) {
+            memset(v + npaths, 0, (e->nrcpt - npaths) * sizeof(*v));
+            paths = v;
+            npaths = e->nrcpt;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    /* The expansion is on disk before any target is delivered: delivery
+     * keys (id_index) must name the same recipient after a crash. */
+    if (rc == 0 && changed && (rc = spool_fs_store(fs, e)) != 0)
+        log_err("%s: cannot record the alias expansion: %s", m->id, strerror(-rc));
+    if (rc == 0)
+        rc = build_tasks(m, paths, now_s);
+    for (size_t i = 0; i < npaths; i++)
+        free(paths[i]);
+    free(paths);
+    if (rc) {
+        if (rc == -ENOMEM)
+            log_err("%s: out of memory", m->id);
+        else if (!changed)
+            log_err("%s: %s", m->id, strerror(-rc));
+        for (size_t k = 0; k < m->ntasks; k++)
+            if (!m->tasks[k].local && m->tasks[k].req.fd >= 0) {
+                spool_fs_unlock(m->tasks[k].req.fd); /* a plain close */
+                m->tasks[k].req.fd = -1;
+            }
+        give_up(m, DLV_PREP_ERROR, now_ms + RETRY_ERROR_MS);
+        return;
+    }
+    m->prep = DLV_PREP_GO;
+}
