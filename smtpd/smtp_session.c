@@ -292,6 +292,7 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
          */
         if (n > 0 && line[n - 1] == '\r')
             n--;
+        arm_timer(s);
         smtp_cmd_line(s, line, n);
     }
     return used;
@@ -414,7 +415,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         smtp_session_close(s);
         return;
     }
-    arm_timer(s);
+    /*
+     * In DATA the timeout runs between reads (RFC 5321 4.5.3.2.6). For
+     * commands it is a deadline for the whole line, re-armed only when a
+     * command completes, so a client trickling a byte at a time
+     * (slowloris) cannot hold its connection open for ever.
+     */
+    if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
+        arm_timer(s);
     if (!s->tls_on) {
         session_input(s, buf->base, (size_t)nread);
     } else {

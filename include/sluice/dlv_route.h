@@ -24,7 +24,10 @@
  * the same).
  *
  * libuv's contract: 0 or a negative code; the callback runs later from the
- * loop, never inside dlv_route_resolve().
+ * loop, never inside dlv_route_resolve(). One exception, said by the
+ * return value: a next hop that is an IP address needs no DNS, so
+ * dlv_route_resolve() returns 1 with req->result already filled and never
+ * calls the callback.
  */
 #ifndef SLUICE_DLV_ROUTE_H
 #define SLUICE_DLV_ROUTE_H
@@ -133,8 +136,9 @@ struct dlv_route_req {
 /*
  * Resolves nexthop (see dlv_route_parse) into candidates. domain: the
  * recipients' domain, or NULL; decides "final" above (a next hop equal to
- * the domain is final). 0: cb runs later; -EINVAL (bad next hop: nothing
- * started, no callback), -ENOMEM.
+ * the domain is final). 0: cb runs later; 1: an IP address, req->result is
+ * ready now and cb is not called; -EINVAL (bad next hop: nothing started,
+ * no callback), -ENOMEM, or the resolver's error.
  */
 int dlv_route_resolve(resolver *r, dlv_route_req *req, const char *nexthop, const char *domain,
                       uint16_t default_port, dlv_route_cb cb);
