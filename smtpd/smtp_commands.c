@@ -16,6 +16,7 @@
 #include "sluice/smtp_policy.h"
 #include "sluice/smtp_reply.h"
 #include "sluice/smtp_session.h"
+#include "sluice/spf_check.h"
 
 static const char *verb_name(smtp_verb v)
 {
@@ -55,6 +56,8 @@ void smtp_tx_reset(smtp_session *s)
     }
     envelope_free(&s->env);
     envelope_init(&s->env);
+    free(s->spf_header);
+    s->spf_header = NULL;
     memset(&s->mail, 0, sizeof(s->mail));
     s->nrcpt = 0;
     s->id[0] = '\0';
@@ -122,7 +125,81 @@ static void do_helo(smtp_session *s, const smtp_cmd *c, bool esmtp)
     smtp_reply(s, "250 DSN");
 }
 
+/* ---- SPF (RFC 7208) at MAIL, for strangers on mx listeners ---- */
+
+static bool may_relay(const smtp_session *s);
+
+static bool spf_applies(const smtp_session *s)
+{
+    return s->srv->spf && s->kind == LISTEN_MX && !may_relay(s);
+}
+
+static void on_spf(spf_request *req, int status)
+{
+    smtp_session *s = req->data;
+    s->spf_req = NULL;
+    if (status == 0 && !s->closing) {
+        const sluice_config *cfg = s->srv->cfg;
+        enum spf_action act = spf_policy(cfg->spf, req->result);
+        char reply[600];
+        log_info("SPF %s for %s[%s]: helo=<%s> from=<%s> identity=%s domain=%s",
+                 spf_result_name(req->result), s->peer_name, s->peer_ip, s->helo, s->env.sender,
+                 req->identity == SPF_ID_HELO       ? "helo"
+                 : req->identity == SPF_ID_MAILFROM ? "mailfrom"
+                                                    : "none",
+                 req->domain);
+        if (act == SPF_ACT_REJECT_550 || act == SPF_ACT_TEMPFAIL_451) {
+            spf_reply(req, act, reply, sizeof(reply));
+            reply_reject(s, SMTP_VERB_MAIL, NULL, reply);
+            smtp_tx_reset(s);
+        } else {
+            if (act == SPF_ACT_ACCEPT_TAG) {
+                sbuf h;
+                sbuf_init(&h, 0);
+                if (sbuf_printf(&h, "Received-SPF: %s\r\n", req->header) == 0)
+                    s->spf_header = h.data;
+                else
+                    sbuf_free(&h);
+                envelope_set(&s->env.spf, spf_result_name(req->result));
+            }
+            s->state = SMTP_S_MAIL;
+            smtp_reply(s, "250 2.1.0 Ok");
+        }
+    }
+    free(req);
+    smtp_session_resume(s);
+}
+
+/* The MAIL reply waits for the check; pipelined commands wait behind it. */
+static void spf_start(smtp_session *s)
+{
+    spf_request *req = calloc(1, sizeof(*req));
+    if (!req) {
+        smtp_reply(s, "451 4.7.24 Error: SPF check not possible now");
+        return;
+    }
+    smtp_session_wait(s);
+    s->spf_req = req;
+    if (spf_check_start(s->srv->spf, req, s->peer_ip, s->helo, s->env.sender, on_spf, s) < 0) {
+        s->spf_req = NULL;
+        free(req);
+        reply_reject(s, SMTP_VERB_MAIL, NULL, "451 4.7.24 Error: SPF check not possible now");
+        smtp_tx_reset(s);
+        smtp_session_resume(s);
+    }
+}
+
 /* ---- MAIL ---- */
+
+/* Whether anything follows the path (a quoted local part may hold spaces). */
+static bool has_params(const smtp_cmd *c, bool allow_null)
+{
+    smtp_path p;
+    size_t used = 0;
+    if (smtp_path_parse(c->arg, c->arg_len, allow_null, &p, &used) != SMTP_POK)
+        return false;
+    return used < c->arg_len;
+}
 
 static const char *perr_reply(smtp_perr e, bool mail)
 {
@@ -160,12 +237,8 @@ static void do_mail(smtp_session *s, const smtp_cmd *c)
     }
     const char *bad = NULL;
     smtp_perr pe = smtp_mail_args_parse(c->arg, c->arg_len, &s->mail, &bad);
-    if (pe == SMTP_POK && !s->esmtp) {
-        /* HELO clients get no ESMTP parameters (RFC 5321 4.1.1.11). */
-        const char *sp = memchr(c->arg, ' ', c->arg_len);
-        if (sp && (size_t)(sp - c->arg) + 1 < c->arg_len)
-            pe = SMTP_PERR_PARAM_UNKNOWN;
-    }
+    if (pe == SMTP_POK && !s->esmtp && has_params(c, true))
+        pe = SMTP_PERR_PARAM_UNKNOWN; /* HELO clients get no ESMTP parameters */
     if (pe == SMTP_POK && s->mail.body == SMTP_BODY_BINARYMIME)
         pe = SMTP_PERR_PARAM_UNKNOWN; /* BINARYMIME is not offered */
     if (pe != SMTP_POK) {
@@ -192,6 +265,10 @@ static void do_mail(smtp_session *s, const smtp_cmd *c)
         smtp_reply(s, "451 4.3.0 Error: out of memory");
         return;
     }
+    if (spf_applies(s)) {
+        spf_start(s);
+        return;
+    }
     s->state = SMTP_S_MAIL;
     smtp_reply(s, "250 2.1.0 Ok");
 }
@@ -209,11 +286,8 @@ static void do_rcpt(smtp_session *s, const smtp_cmd *c)
         return;
     }
     smtp_perr pe = smtp_rcpt_args_parse(c->arg, c->arg_len, s->mail.smtputf8, &r, &bad);
-    if (pe == SMTP_POK && !s->esmtp) {
-        const char *sp = memchr(c->arg, ' ', c->arg_len);
-        if (sp && (size_t)(sp - c->arg) + 1 < c->arg_len)
-            pe = SMTP_PERR_PARAM_UNKNOWN;
-    }
+    if (pe == SMTP_POK && !s->esmtp && has_params(c, false))
+        pe = SMTP_PERR_PARAM_UNKNOWN;
     if (pe != SMTP_POK) {
         reply_reject(s, SMTP_VERB_RCPT, NULL, perr_reply(pe, false));
         smtp_cmd_error(s);
@@ -327,7 +401,10 @@ static int begin_message(smtp_session *s)
         return rc;
     sbuf hdr;
     sbuf_init(&hdr, 0);
-    rc = smtp_received_header(s, &hdr);
+    /* RFC 7208 9.1: Received-SPF goes above our own Received. */
+    rc = s->spf_header ? sbuf_puts(&hdr, s->spf_header) : 0;
+    if (rc == 0)
+        rc = smtp_received_header(s, &hdr);
     if (rc == 0)
         rc = spool_msg_write(s->msg, hdr.data, hdr.len);
     sbuf_free(&hdr);

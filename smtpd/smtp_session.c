@@ -19,6 +19,7 @@
 
 #include "sluice/log.h"
 #include "sluice/smtp_auth.h"
+#include "sluice/spf_check.h"
 
 #define RBUF_SIZE (64u * 1024u)
 
@@ -35,6 +36,7 @@ void smtp_session_unref(smtp_session *s)
     if (--s->refs > 0)
         return;
     envelope_free(&s->env);
+    free(s->spf_header);
     smtp_auth_cmd_abort(s);
     tls_conn_free(&s->tls);
     sbuf_free(&s->pend);
@@ -71,6 +73,8 @@ void smtp_session_close(smtp_session *s)
     s->prev = s->next = NULL;
 
     smtp_rdns_cancel(s);
+    if (s->spf_req)
+        spf_check_cancel(s->spf_req); /* its callback still runs, then lets go */
     log_info("disconnect from %s[%s]", s->peer_name, s->peer_ip);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);

@@ -23,6 +23,7 @@
 #include "sluice/smtp_auth_throttle.h"
 #include "sluice/smtp_server.h"
 #include "sluice/spool.h"
+#include "sluice/spf_check.h"
 
 static smtp_server server;
 static spool *the_spool;
@@ -215,9 +216,21 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
 
+    bool any_mx = false;
+    for (int i = 0; i < cfg.nlisten; i++)
+        any_mx |= cfg.listen[i].kind == LISTEN_MX;
+    if (cfg.spf != SPF_OFF && any_mx && spf_checker_new(loop, &cfg, &server.spf) < 0) {
+        log_err("SPF checker did not start");
+        return EX_OSERR;
+    }
+
     log_info("started: hostname=%s spool=%s", cfg.hostname, cfg.spool);
     uv_run(loop, UV_RUN_DEFAULT);
     log_info("stopped");
+    if (server.spf) {
+        spf_checker_free(server.spf);
+        uv_run(loop, UV_RUN_NOWAIT); /* its handles' close callbacks */
+    }
     if (sasl_started)
         smtp_auth_done();
     auth_throttle_free(server.auth_throttle);

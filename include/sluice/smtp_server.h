@@ -41,6 +41,7 @@ struct smtp_server {
     map *sender_logins; /* [smtpd] sender_login_map, may be NULL */
     bool auth_ready;    /* Cyrus SASL initialised with at least one mechanism */
     struct auth_throttle *auth_throttle;
+    struct spf_checker *spf; /* NULL when spf = off */
     resolver resolver; /* reverse lookups of clients */
     bool resolver_ok;
     SSL_CTX *tls_ctx; /* NULL when no certificate is configured */

@@ -99,6 +99,8 @@ struct smtp_session {
     int tx_error; /* negative errno from the spool; reply at the end */
     smtp_data_reader data;
     hdr_scan hdr;       /* submission: which headers must be added */
+    struct spf_request *spf_req; /* an SPF check in flight (mx listeners) */
+    char *spf_header;            /* "Received-SPF: ...\r\n" for this transaction */
     uint64_t bdat_left; /* bytes still to read of the current chunk */
     bool bdat_last;
     bool bdat_failed;       /* this BDAT transaction is refused; chunks discarded */
