@@ -129,14 +129,17 @@ static const char *dsn_kind_name(enum dlv_dsn_kind k)
 }
 
 /* Applies this round's outcome of rcpt i. Returns whether it changed. */
-static bool apply(dlv_msg *m, size_t i, int64_t now_s)
+static bool apply(dlv_msg *m, size_t i, int64_t now_us)
 {
     const sluice_config *cfg = m->r->cfg;
     if (i >= m->nres || !m->res[i].tried)
         return false;
     env_rcpt *r = &m->e.rcpts[i];
     dlv_result *res = &m->res[i];
-    int64_t expiry = m->e.arrival_us / 1000000 + (int64_t)cfg->max_queue_lifetime;
+    int64_t now_s = now_us / 1000000;
+    int64_t expiry_us = m->e.arrival_us + (int64_t)cfg->max_queue_lifetime * 1000000;
+    /* In whole seconds (next-attempt's unit), rounded up: never early. */
+    int64_t expiry = (expiry_us + 999999) / 1000000;
     char reply[DLV_REPLY_MAX + 64];
     const char *word;
 
@@ -147,9 +150,11 @@ static bool apply(dlv_msg *m, size_t i, int64_t now_s)
     if (res->status[0] == '2') {
         r->state = RCPT_DELIVERED;
         word = res->expanded ? "expanded" : "sent";
-    } else if (res->status[0] == '4' && now_s < expiry) {
+    } else if (res->status[0] == '4' && now_us < expiry_us) {
         r->state = RCPT_DEFERRED;
-        int64_t next = now_s + dlv_backoff(cfg->retry_initial, cfg->retry_max, r->attempts);
+        /* Rounded up to whole seconds: never sooner than the backoff. */
+        int64_t wait = dlv_backoff(cfg->retry_initial, cfg->retry_max, r->attempts);
+        int64_t next = (now_us + wait * 1000000 + 999999) / 1000000;
         /* The last try falls on the expiry itself, not up to retry_max later. */
         r->next_attempt = next > expiry ? expiry : next;
         word = "deferred";
@@ -182,7 +187,7 @@ void dlv_attempt_finish(dlv_msg *m)
     const sluice_config *cfg = m->r->cfg;
     spool_fs *fs = m->r->fs;
     envelope *e = &m->e;
-    int64_t now_ms = dlv_now_ms(), now_s = now_ms / 1000;
+    int64_t now_us = dlv_now_us(), now_ms = now_us / 1000;
     bool changed = false, dsn_changed = false, dsn_retry = false;
     dlv_dsn_rcpt *list = NULL, *delayed = NULL;
     size_t nlist = 0, ndelayed = 0;
@@ -194,7 +199,7 @@ void dlv_attempt_finish(dlv_msg *m)
             m->tasks[k].req.fd = -1;
         }
     for (size_t i = 0; i < e->nrcpt; i++)
-        changed |= apply(m, i, now_s);
+        changed |= apply(m, i, now_us);
 
     /* What is owed: per final recipient once; delay warnings once per message. */
     list = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*list));
@@ -205,7 +210,7 @@ void dlv_attempt_finish(dlv_msg *m)
     }
     bool null_sender = !e->sender || !*e->sender;
     bool warn_due = cfg->delay_warning > 0 && !e->delay_warned && !null_sender &&
-                    now_s >= e->arrival_us / 1000000 + (int64_t)cfg->delay_warning;
+                    now_us >= e->arrival_us + (int64_t)cfg->delay_warning * 1000000;
     for (size_t i = 0; list && delayed && i < e->nrcpt; i++) {
         env_rcpt *r = &e->rcpts[i];
         if (r->state == RCPT_DEFERRED && warn_due && !(r->notify & SMTP_NOTIFY_NEVER) &&

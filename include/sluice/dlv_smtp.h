@@ -103,6 +103,18 @@ void dlv_smtp_ext_line(dlv_smtp_ext *ext, const char *text, size_t len);
  */
 void dlv_smtp_status_from_code(int code, char out[8]);
 
+/*
+ * The message body as DATA sends it (RFC 5321 4.5.2, smtp_client_data.c):
+ * a '.' that starts a line is doubled, and every line end goes out as
+ * CRLF (the spool holds CRLF already; a bare CR or LF from a damaged file
+ * becomes CRLF too, so no receiver can read a line end where we sent
+ * none: SMTP smuggling). *state starts at 0 and carries over between
+ * chunks. out needs room for 2 * len + 2 bytes. Returns the bytes written.
+ */
+size_t dlv_smtp_stuff(int *state, const char *in, size_t len, char *out);
+/* The end of the data: a missing last CRLF, then ".\r\n". out: 5 bytes. */
+size_t dlv_smtp_stuff_end(int *state, char *out);
+
 /* ---- the client ---- */
 
 /*
