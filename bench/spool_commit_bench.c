@@ -347,6 +347,11 @@ static int run_spool(const char *dir, int sessions, double seconds, bool del)
            st.batches ? (double)st.committed / (double)st.batches : 0.0, st.max_batch,
            b.nlat ? b.lat[b.nlat / 2] * 1e3 : 0.0, b.nlat ? b.lat[b.nlat * 99 / 100] * 1e3 : 0.0,
            del ? "  (with deletes)" : "");
+    printf("          writer busy %4.1f%%  (%.0f us/msg)   syncer busy %4.1f%%  (%.2f ms/batch)\n",
+           (double)st.write_us / 1e4 / elapsed,
+           st.committed ? (double)st.write_us / (double)st.committed : 0.0,
+           (double)st.sync_us / 1e4 / elapsed,
+           st.batches ? (double)st.sync_us / 1e3 / (double)st.batches : 0.0);
     if (b.failed)
         printf("  %zu commits failed\n", b.failed);
     uv_loop_close(&b.loop);
@@ -371,8 +376,9 @@ int main(int argc, char **argv)
     if (argc >= 5 && !strcmp(argv[1], "spool"))
         return run_spool(argv[2], atoi(argv[3]), atof(argv[4]),
                          argc > 5 && !strcmp(argv[5], "delete"));
-    fprintf(stderr, "usage: %s raw DIR [COUNT]\n"
-                    "       %s spool DIR SESSIONS SECONDS [delete]\n",
+    fprintf(stderr,
+            "usage: %s raw DIR [COUNT]\n"
+            "       %s spool DIR SESSIONS SECONDS [delete]\n",
             argv[0], argv[0]);
     return 2;
 }

@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "sluice/config.h"
 #include "sluice/dlv_runner.h"
+#include "sluice/dlv_smtp.h"
 #include "sluice/log.h"
 #include "sluice/privdrop.h"
 #include "sluice/spool.h"
@@ -64,6 +66,17 @@ static void on_hup(uv_signal_t *h, int signum)
     (void)signum;
     log_info("SIGHUP: reloading maps");
     dlv_runner_reload(runner);
+}
+
+/* Messages waiting for a busy destination hold descriptors (dlv_runner.c). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open file limit: %s", strerror(errno));
+    }
 }
 
 /*
@@ -132,6 +145,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
     size_thread_pool(cfg.concurrency);
 
     spool_fs *fs = NULL;
@@ -152,26 +166,43 @@ int main(int argc, char **argv)
     }
 
     uv_loop_t *loop = uv_default_loop();
-    rc = dlv_runner_new(loop, &cfg, fs, NULL, print_diag, NULL, &runner);
+    /* The SMTP client (remote recipients): the runner's stop closes it. */
+    dlv_transport *transport = NULL;
+    char err[256] = "";
+    rc = dlv_smtp_transport_new(loop, &cfg, &transport, err, sizeof(err));
     if (rc < 0) {
-        if (rc != -EINVAL)
-            log_err("cannot start: %s", strerror(-rc));
+        log_err("SMTP client: %s", err[0] ? err : strerror(-rc));
         close(instance_fd);
         spool_fs_close(fs);
         config_free(&cfg);
         return rc == -EINVAL ? EX_CONFIG : EX_OSERR;
     }
-    if ((rc = dlv_runner_start(runner)) < 0) {
-        log_err("cannot start: %s", strerror(-rc));
-        return EX_CANTCREAT;
+    rc = dlv_runner_new(loop, &cfg, fs, transport, print_diag, NULL, &runner);
+    if (rc < 0) {
+        if (rc != -EINVAL)
+            log_err("cannot start: %s", strerror(-rc));
+        /* Never started: its close only frees; run the loop for its callback. */
+        if (transport->close) {
+            transport->close(transport, NULL, NULL);
+            uv_run(loop, UV_RUN_DEFAULT);
+        }
+        close(instance_fd);
+        spool_fs_close(fs);
+        config_free(&cfg);
+        return rc == -EINVAL ? EX_CONFIG : EX_OSERR;
     }
-
+    /* Before the socket appears: whoever sees it may signal us. */
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);
     uv_signal_init(loop, &sig_hup);
     uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
+
+    if ((rc = dlv_runner_start(runner)) < 0) {
+        log_err("cannot start: %s", strerror(-rc));
+        return EX_CANTCREAT;
+    }
 
     log_info("started: hostname=%s spool=%s concurrency=%u", cfg.hostname, cfg.spool,
              cfg.concurrency);

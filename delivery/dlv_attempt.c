@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sluice/dlv_core.h"
 #include "sluice/dlv_local.h"
 #include "sluice/log.h"
+#include "sluice/smtp_parse.h"
 
 #define RETRY_BUSY_MS 2000
 #define RETRY_ERROR_MS (60 * 1000)
@@ -66,14 +68,14 @@ static bool has_rcpt(const envelope *e, const char *addr)
 }
 
 /* Appends target as a new recipient that came from rcpt i. */
-static int add_child(envelope *e, size_t i, const char *target)
+static int add_child(envelope *e, size_t i, const char *target, unsigned notify)
 {
     if (e->nrcpt >= ENVELOPE_MAX_RCPTS)
         return -E2BIG;
     char *orcpt = e->rcpts[i].orcpt ? strdup(e->rcpts[i].orcpt) : orcpt_for(e->rcpts[i].addr);
     if (!orcpt)
         return -ENOMEM;
-    int rc = envelope_add_rcpt(e, target, orcpt, e->rcpts[i].notify);
+    int rc = envelope_add_rcpt(e, target, orcpt, notify);
     free(orcpt);
     return rc;
 }
@@ -85,15 +87,14 @@ static int set_res(dlv_msg *m, size_t i, int code, const char *status, const cha
     return rc ? rc : dlv_result_set(&m->res[i], code, status, reply, relay, "none");
 }
 
-/* What to do with local recipient i. Returns 1 when it needs a Maildir
- * write (*path set), 0 when decided here, < 0 on errors (-ENOMEM). */
-static int classify_local(dlv_msg *m, size_t i, bool *changed, char **path)
+/* What to do with local recipient i: a Maildir write (res[i].maildir
+ * set), or an outcome decided here. 0, or -ENOMEM. */
+static int classify_local(dlv_msg *m, size_t i, bool *changed)
 {
     const sluice_config *cfg = m->r->cfg;
     envelope *e = &m->e;
     char reply[DLV_REPLY_MAX + 1];
     dlv_expansion x;
-    *path = NULL;
 
     int rc = dlv_alias_expand(m->maps->aliases, e->rcpts[i].addr, &x);
     if (rc == -ELOOP) {
@@ -104,11 +105,24 @@ static int classify_local(dlv_msg *m, size_t i, bool *changed, char **path)
     if (rc < 0)
         return rc;
     if (rc == 1) {
+        /*
+         * RFC 3461 6.2.7: forwarding to one address passes the DSN request
+         * on (and the alias itself reports nothing); a fan-out reports
+         * "expanded" for the alias and asks no success DSN of the targets.
+         */
+        unsigned notify = e->rcpts[i].notify;
+        if (x.nleaves == 1 && !x.self) {
+            e->rcpts[i].notify &= ~SMTP_NOTIFY_SUCCESS;
+        } else if (notify & SMTP_NOTIFY_SUCCESS) {
+            notify &= ~SMTP_NOTIFY_SUCCESS;
+            if (notify == 0)
+                notify = SMTP_NOTIFY_NEVER; /* SUCCESS alone: nothing else wanted */
+        }
         size_t added = 0;
         for (size_t k = 0; k < x.nleaves && rc >= 0; k++) {
             if (dlv_addr_equal(x.leaves[k], e->rcpts[i].addr) || has_rcpt(e, x.leaves[k]))
                 continue;
-            if ((rc = add_child(e, i, x.leaves[k])) == 0)
+            if ((rc = add_child(e, i, x.leaves[k], notify)) == 0)
                 added++;
         }
         bool self = x.self;
@@ -131,9 +145,11 @@ static int classify_local(dlv_msg *m, size_t i, bool *changed, char **path)
     /* Not an alias (or one that also keeps a copy): its mailbox. */
     bool nomem;
     const char *addr = e->rcpts[i].addr;
-    *path = dlv_mailbox_path(cfg, m->maps->mailboxes, addr, &nomem);
-    if (*path)
-        return 1;
+    if ((rc = ensure_res(m, e->nrcpt)) != 0)
+        return rc;
+    m->res[i].maildir = dlv_mailbox_path(cfg, m->maps->mailboxes, addr, &nomem);
+    if (m->res[i].maildir)
+        return 0;
     if (nomem)
         return -ENOMEM;
     if (dlv_is_postmaster(addr) && cfg->nlocal_domains > 0) {
@@ -143,8 +159,9 @@ static int classify_local(dlv_msg *m, size_t i, bool *changed, char **path)
         snprintf(first, sizeof(first), "postmaster@%s", cfg->local_domains[0]);
         if (!dlv_addr_equal(first, addr)) {
             if (!has_rcpt(e, first)) {
-                if ((rc = add_child(e, i, first)) < 0)
+                if ((rc = add_child(e, i, first, e->rcpts[i].notify)) < 0)
                     return rc;
+                e->rcpts[i].notify &= ~SMTP_NOTIFY_SUCCESS; /* a forward, as above */
                 *changed = true;
             }
             if ((rc = set_res(m, i, 250, "2.0.0", "250 2.0.0 postmaster alias", "alias")) == 0)
@@ -183,7 +200,7 @@ static dlv_task *remote_task(dlv_msg *m, const char *nexthop, size_t cap)
 }
 
 /* Builds the tasks of the due recipients (after expansion). */
-static int build_tasks(dlv_msg *m, char **paths, int64_t now_s)
+static int build_tasks(dlv_msg *m, int64_t now_s)
 {
     envelope *e = &m->e;
     const sluice_config *cfg = m->r->cfg;
@@ -192,12 +209,12 @@ static int build_tasks(dlv_msg *m, char **paths, int64_t now_s)
     for (size_t i = 0; i < e->nrcpt; i++) {
         if (m->res[i].tried || !due(m, &e->rcpts[i], now_s))
             continue;
-        if (paths[i]) {
+        if (m->res[i].maildir) {
             dlv_task *t = &m->tasks[m->ntasks++];
             t->local = true;
             t->rcpt = i;
-            t->maildir = paths[i];
-            paths[i] = NULL;
+            t->maildir = m->res[i].maildir;
+            m->res[i].maildir = NULL;
             snprintf(t->key, sizeof(t->key), "%s_%zu", m->id, i);
             if (!(t->dest = strdup("local")))
                 return -ENOMEM;
@@ -269,7 +286,9 @@ void dlv_attempt_prepare(dlv_msg *m)
     }
     rc = spool_fs_load(fs, m->id, e);
     if (rc == -ENOENT || rc == -EBADMSG) {
-        /* -EBADMSG: moved to corrupt/ and logged by the spool. */
+        /* -EBADMSG: the spool moved it to corrupt/ and said why. */
+        if (rc == -EBADMSG)
+            log_warn("%s: unreadable envelope quarantined; skipped", m->id);
         give_up(m, DLV_PREP_GONE, -1);
         return;
     }
@@ -284,8 +303,6 @@ void dlv_attempt_prepare(dlv_msg *m)
     }
     m->now_us = dlv_now_us();
     int64_t now_s = m->now_us / 1000000;
-    char **paths = NULL;
-    size_t npaths = 0;
     bool changed = false;
     rc = ensure_res(m, e->nrcpt);
     /* e->nrcpt grows while we go: targets are classified in the same round. */
@@ -293,56 +310,23 @@ void dlv_attempt_prepare(dlv_msg *m)
         if (!due(m, &e->rcpts[i], now_s))
             continue;
         const char *domain = dlv_addr_domain(e->rcpts[i].addr);
-        if (!*domain) {
+        if (!*domain)
             rc = set_res(m, i, 550, "5.1.3", "550 5.1.3 bad recipient address syntax", "local");
-            continue;
-        }
-        if (!config_is_local_domain(cfg, domain, strlen(domain)))
-            continue; /* remote: build_tasks groups it */
-        char *path;
-        rc = classify_local(m, i, &changed, &path);
-        if (rc == 1) {
-            if (npaths < e->nrcpt) {
-                char **v = realloc(paths, e->nrcpt * sizeof(*v));
-                if (!v) {
-                    free(path);
-                    rc = -ENOMEM;
-                    break;
-                }
-                memset(v + npaths, 0, (e->nrcpt - npaths) * sizeof(*v));
-                paths = v;
-                npaths = e->nrcpt;
-            }
-            paths[i] = path;
-            rc = 0;
-        }
+        else if (config_is_local_domain(cfg, domain, strlen(domain)))
+            rc = classify_local(m, i, &changed);
+        /* else remote: build_tasks groups it */
+        if (rc == 0)
+            rc = ensure_res(m, e->nrcpt);
     }
-    if (rc == 0)
-        rc = ensure_res(m, e->nrcpt);
-    if (rc == 0 && npaths < e->nrcpt) {
-        char **v = realloc(paths, (e->nrcpt ? e->nrcpt : 1) * sizeof(*v));
-        if (v) {
-            memset(v + npaths, 0, (e->nrcpt - npaths) * sizeof(*v));
-            paths = v;
-            npaths = e->nrcpt;
-        } else {
-            rc = -ENOMEM;
-        }
-    }
+    const char *what = "out of memory";
     /* The expansion is on disk before any target is delivered: delivery
      * keys (id_index) must name the same recipient after a crash. */
     if (rc == 0 && changed && (rc = spool_fs_store(fs, e)) != 0)
-        log_err("%s: cannot record the alias expansion: %s", m->id, strerror(-rc));
-    if (rc == 0)
-        rc = build_tasks(m, paths, now_s);
-    for (size_t i = 0; i < npaths; i++)
-        free(paths[i]);
-    free(paths);
+        what = "cannot record the alias expansion";
+    if (rc == 0 && (rc = build_tasks(m, now_s)) != 0 && rc != -ENOMEM)
+        what = "cannot open the message";
     if (rc) {
-        if (rc == -ENOMEM)
-            log_err("%s: out of memory", m->id);
-        else if (!changed)
-            log_err("%s: %s", m->id, strerror(-rc));
+        log_err("%s: %s: %s", m->id, what, strerror(-rc));
         for (size_t k = 0; k < m->ntasks; k++)
             if (!m->tasks[k].local && m->tasks[k].req.fd >= 0) {
                 spool_fs_unlock(m->tasks[k].req.fd); /* a plain close */

@@ -161,8 +161,8 @@ static const char *default_status(const char *action)
 /* Whether a reply starts with an SMTP code ("550 ..." or "550-..."). */
 static bool is_smtp_reply(const char *s)
 {
-    return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' &&
-           s[2] <= '9' && (s[3] == ' ' || s[3] == '-' || s[3] == '\0');
+    return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9' &&
+           (s[3] == ' ' || s[3] == '-' || s[3] == '\0');
 }
 
 static int put_rcpt_status(sbuf *b, const dlv_dsn_params *p, const dlv_dsn_rcpt *d)

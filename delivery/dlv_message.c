@@ -59,9 +59,10 @@ void dlv_log_rcpt(const envelope *e, const env_rcpt *r, const dlv_result *res,
     int64_t delay = now_us - e->arrival_us;
     if (delay < 0)
         delay = 0;
-    log_info("%s: to=<%s>%s, relay=%s, delay=%" PRId64 ".%" PRId64 ", tls=%s, dsn=%s, status=%s (%s)",
-             e->id, r->addr, orig, res->relay && *res->relay ? res->relay : "none",
-             delay / 1000000, delay / 100000 % 10, res->tls[0] ? res->tls : "none",
+    log_info("%s: to=<%s>%s, relay=%s, delay=%" PRId64 ".%" PRId64
+             ", tls=%s, dsn=%s, status=%s (%s)",
+             e->id, r->addr, orig, res->relay && *res->relay ? res->relay : "none", delay / 1000000,
+             delay / 100000 % 10, res->tls[0] ? res->tls : "none",
              r->dsn_status ? r->dsn_status : res->status, status_word,
              r->last_reply ? r->last_reply : "");
 }
@@ -81,6 +82,7 @@ static void msg_free(dlv_msg *m)
     for (size_t i = 0; i < m->nres; i++) {
         free(m->res[i].reply);
         free(m->res[i].relay);
+        free(m->res[i].maildir);
     }
     free(m->res);
     envelope_free(&m->e);
@@ -154,10 +156,11 @@ static void local_done(uv_work_t *w, int status)
     int rc = status ? status : t->rc;
     int set;
     if (rc == 0) {
-        set = dlv_result_set(res, 250, "2.0.0",
-                             t->dup ? "250 2.0.0 already in the mailbox (delivered before a restart)"
-                                    : "250 2.0.0 delivered to maildir",
-                             "local", "none");
+        set =
+            dlv_result_set(res, 250, "2.0.0",
+                           t->dup ? "250 2.0.0 already in the mailbox (delivered before a restart)"
+                                  : "250 2.0.0 delivered to maildir",
+                           "local", "none");
     } else {
         char reply[300], st[8];
         dlv_local_error_reply(rc, reply, sizeof(reply), st);

@@ -29,8 +29,8 @@
 #include "sluice/smtp_parse.h"
 
 #define RETRY_DSN_MS (60 * 1000)
-#define HEADER_READ_MAX (1u << 20)   /* more header than this is cut */
-#define RET_FULL_MAX (10u << 20)      /* a larger original is returned as headers */
+#define HEADER_READ_MAX (1u << 20) /* more header than this is cut */
+#define RET_FULL_MAX (10u << 20)   /* a larger original is returned as headers */
 
 /* Reads the original (whole, or its header) through the lock descriptor. */
 static int read_original(dlv_msg *m, bool want_full, sbuf *out, bool *whole)
@@ -123,7 +123,7 @@ static int send_dsn(dlv_msg *m, enum dlv_dsn_kind kind, const dlv_dsn_rcpt *list
 
 static const char *dsn_kind_name(enum dlv_dsn_kind k)
 {
-    return k == DLV_DSN_DELAY      ? "delay notification"
+    return k == DLV_DSN_DELAY     ? "delay notification"
            : k == DLV_DSN_SUCCESS ? "delivery status notification"
                                   : "non-delivery notification";
 }
@@ -229,7 +229,7 @@ void dlv_attempt_finish(dlv_msg *m)
             changed = true;
             continue;
         }
-        const char *action = failed ? "failed"
+        const char *action = failed                                       ? "failed"
                              : r->relay && strcmp(r->relay, "alias") == 0 ? "expanded"
                                                                           : "delivered";
         list[nlist++] = (dlv_dsn_rcpt){r, action};

@@ -27,8 +27,7 @@ const char *dlv_nexthop(const sluice_config *cfg, const map *transport, const ch
 
 static bool status_valid(const char *s)
 {
-    return (s[0] == '2' || s[0] == '4' || s[0] == '5') && s[1] == '.' && s[2] >= '0' &&
-           s[2] <= '9';
+    return (s[0] == '2' || s[0] == '4' || s[0] == '5') && s[1] == '.' && s[2] >= '0' && s[2] <= '9';
 }
 
 static void remote_done(dlv_remote_req *req)
@@ -41,7 +40,9 @@ static void remote_done(dlv_remote_req *req)
         if (status_valid(rr->status))
             snprintf(status, sizeof(status), "%s", rr->status);
         else if (rr->code >= 200 && rr->code < 600)
-            snprintf(status, sizeof(status), "%d.0.0", rr->code / 100 == 3 ? 4 : rr->code / 100);
+            /* 2xx sent, 5xx bounced; 3xx here is a protocol slip: retry. */
+            snprintf(status, sizeof(status), "%c.0.0",
+                     rr->code / 100 == 3 ? '4' : (char)('0' + rr->code / 100));
         else
             snprintf(status, sizeof(status), "4.4.0"); /* unknown: retrying is safe */
         rr->reply[sizeof(rr->reply) - 1] = '\0';

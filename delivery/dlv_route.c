@@ -59,6 +59,9 @@ int dlv_route_parse(const char *nexthop, uint16_t default_port, dlv_route_target
      */
     if (strncasecmp(buf, "[IPv6:", 6) == 0)
         memmove(buf + 1, buf + 6, strlen(buf + 6) + 1);
+    size_t bl = strlen(buf);
+    if (bl > 1 && buf[bl - 1] == '.') /* "b.test." is "b.test" */
+        buf[bl - 1] = '\0';
 
     cfg_relay r;
     if (config_parse_relay(buf, &r) < 0)
@@ -70,8 +73,6 @@ int dlv_route_parse(const char *nexthop, uint16_t default_port, dlv_route_target
         return -EINVAL;
     for (size_t i = 0; i < hl; i++)
         out->host[i] = (char)tolower((unsigned char)r.host[i]);
-    if (hl > 1 && out->host[hl - 1] == '.') /* "mx.b.test." is "mx.b.test" */
-        out->host[hl - 1] = '\0';
     out->port = r.port ? (uint16_t)r.port : default_port;
     out->is_ip = parse_ip(out->host, out->port, &out->addr, &out->addrlen);
     out->mx = !r.literal && !out->is_ip;
@@ -202,8 +203,8 @@ static void addr_cb(resolver_req *dns, int status)
     if (status == RESOLVER_OK) {
         for (size_t i = 0; i < dns->result.naddrs; i++) {
             struct sockaddr_storage *ss = &dns->result.addrs[i];
-            socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                     : sizeof(struct sockaddr_in6);
+            socklen_t len =
+                ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
             if (add_cand(req, host, ss, len, false) < 0) {
                 resolver_req_cleanup(dns);
                 fail(req, RESOLVER_ETEMP, "A", host, "out of memory");
@@ -320,8 +321,7 @@ int dlv_route_resolve(resolver *r, dlv_route_req *req, const char *nexthop, cons
     req->cb_ = cb;
     if (dlv_route_parse(nexthop, default_port, &req->target_) < 0)
         return -EINVAL;
-    req->final_ =
-        domain != NULL && req->target_.mx && strcasecmp(req->target_.host, domain) == 0;
+    req->final_ = domain != NULL && req->target_.mx && strcasecmp(req->target_.host, domain) == 0;
     if (req->target_.is_ip) {
         int rc = add_cand(req, req->target_.host, &req->target_.addr, req->target_.addrlen, true);
         if (rc < 0) {

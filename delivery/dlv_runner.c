@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,9 +119,31 @@ void dlv_runner_reload(dlv_runner *r)
 
 /* ---- creation and start ---- */
 
+/*
+ * Messages in an attempt at once (Postfix's "active queue"): more than
+ * `concurrency`, because a message that waits for a busy destination's
+ * slot must not keep others, for idle destinations, from starting. One
+ * waiting costs its envelope and two descriptors (lock, message), so the
+ * cap follows the open-file limit too.
+ */
+static size_t max_inflight(unsigned concurrency)
+{
+    size_t n = (size_t)(concurrency ? concurrency : 1) * 10;
+    if (n < 100)
+        n = 100;
+    if (n > 5000)
+        n = 5000;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t fds = rl.rlim_cur > 256 ? (size_t)(rl.rlim_cur - 128) / 3 : 32;
+        if (n > fds)
+            n = fds;
+    }
+    return n;
+}
+
 int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
-                   dlv_transport *transport, config_diag_fn diag, void *diag_arg,
-                   dlv_runner **out)
+                   dlv_transport *transport, config_diag_fn diag, void *diag_arg, dlv_runner **out)
 {
     *out = NULL;
     dlv_runner *r = calloc(1, sizeof(*r));
@@ -132,9 +155,7 @@ int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
     r->transport = transport ? transport : dlv_transport_unavailable();
     dlv_sched_init(&r->sched);
     dlv_slots_init(&r->slots, cfg->concurrency, cfg->concurrency_per_destination);
-    /* A message waiting for slots holds only its lock and envelope; the
-     * cap bounds how many envelopes are in memory at once. */
-    r->max_inflight = cfg->concurrency ? cfg->concurrency : 1;
+    r->max_inflight = max_inflight(cfg->concurrency);
     int rc = maps_load(cfg, diag, diag_arg, &r->maps);
     if (rc) {
         dlv_slots_free(&r->slots);
@@ -249,24 +270,26 @@ static void transport_closed(void *arg)
         r->stop_cb(r->stop_arg);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void close_transport(dlv_runner *r)
 {
-    dlv_runner *r = h->type == UV_POLL ? ((dlv_notify *)h->data)->arg : h->data;
-    if (--r->handles_open > 0)
-        return;
     if (r->transport->close)
         r->transport->close(r->transport, transport_closed, r);
     else
         transport_closed(r);
 }
 
+static void handle_closed(uv_handle_t *h)
+{
+    dlv_runner *r = h->type == UV_POLL ? ((dlv_notify *)h->data)->arg : h->data;
+    if (--r->handles_open == 0)
+        close_transport(r); /* last: its callbacks may still reach us until now */
+}
+
 static void finish_stop(dlv_runner *r)
 {
-    if (r->stopped || r->handles_open == 0) {
-        if (!r->started)
-            transport_closed(r);
+    if (r->closing)
         return;
-    }
+    r->closing = true;
     uv_close((uv_handle_t *)&r->due_timer, handle_closed);
     uv_close((uv_handle_t *)&r->scan_timer, handle_closed);
     uv_close((uv_handle_t *)&r->grace_timer, handle_closed);
@@ -315,7 +338,7 @@ void dlv_runner_stop(dlv_runner *r, unsigned grace_s, void (*cb)(void *arg), voi
     r->stop_cb = cb;
     r->stop_arg = arg;
     if (!r->started) {
-        transport_closed(r);
+        close_transport(r);
         return;
     }
     dlv_notify_close(&r->notify, handle_closed);
@@ -326,8 +349,7 @@ void dlv_runner_stop(dlv_runner *r, unsigned grace_s, void (*cb)(void *arg), voi
         finish_stop(r);
         return;
     }
-    log_info("stop: waiting for %zu attempt%s in flight", r->inflight,
-             r->inflight == 1 ? "" : "s");
+    log_info("stop: waiting for %zu attempt%s in flight", r->inflight, r->inflight == 1 ? "" : "s");
     uv_timer_start(&r->grace_timer, on_grace, (uint64_t)grace_s * 1000, 0);
 }
 

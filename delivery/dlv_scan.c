@@ -38,8 +38,8 @@ int64_t dlv_envelope_due_ms(const envelope *e, int64_t now_ms)
         const env_rcpt *r = &e->rcpts[i];
         if (r->state == RCPT_DELIVERED || r->state == RCPT_FAILED)
             continue;
-        int64_t t = r->state == RCPT_PENDING || r->next_attempt <= 0 ? now_ms
-                                                                      : r->next_attempt * 1000;
+        int64_t t =
+            r->state == RCPT_PENDING || r->next_attempt <= 0 ? now_ms : r->next_attempt * 1000;
         if (due < 0 || t < due)
             due = t;
     }

@@ -22,8 +22,8 @@ enum { SLOT_EMPTY = 0, SLOT_TOMB, SLOT_QUEUED, SLOT_ACTIVE };
 struct dlv_sched_slot {
     char id[QUEUE_ID_LEN + 1];
     uint8_t state;
-    uint8_t flags;      /* queued: flags for the next attempt */
-    uint8_t again;      /* active: a request arrived during the attempt */
+    uint8_t flags; /* queued: flags for the next attempt */
+    uint8_t again; /* active: a request arrived during the attempt */
     uint8_t again_flags;
     uint32_t hpos;     /* queued: index in the heap */
     int64_t due;       /* queued: when */

@@ -68,9 +68,9 @@ void dlv_smtp_options_from_config(const sluice_config *cfg, dlv_smtp_options *o)
 void smtpc_rcpt_set(smtpc_job *j, size_t i, int code, const char *status, const char *text,
                     const smtpc_conn *conn)
 {
-    if (j->rs[i] == RS_SET)
+    if (j->rs[i] & RS_SET)
         return;
-    j->rs[i] = RS_SET;
+    j->rs[i] |= RS_SET;
     dlv_remote_rcpt *r = &j->req->rcpts[i];
     r->code = code;
     snprintf(r->status, sizeof(r->status), "%s", status);
@@ -80,7 +80,7 @@ void smtpc_rcpt_set(smtpc_job *j, size_t i, int code, const char *status, const 
         snprintf(r->tls, sizeof(r->tls), "%s", conn->tls_on ? conn->tls_version : "none");
     } else {
         snprintf(r->relay, sizeof(r->relay), "%s", j->err_relay);
-        snprintf(r->tls, sizeof(r->tls), "none");
+        snprintf(r->tls, sizeof(r->tls), "%s", j->err_tls[0] ? j->err_tls : "none");
     }
 }
 
@@ -180,12 +180,13 @@ static void next_candidate(smtpc_job *j)
             j->reused = false;
             return;
         }
-        char ip[64];
-        snprintf(j->err_relay, sizeof(j->err_relay), "%s", cand->host);
-        snprintf(ip, sizeof(ip), "%s", uv_strerror(rc));
+        /* No socket at all (EMFILE, an address family this host lacks): next one. */
+        smtpc_relay_format(cand, j->err_relay, sizeof(j->err_relay));
+        j->err_tls[0] = '\0';
         j->err_code = 0;
         snprintf(j->err_status, sizeof(j->err_status), "4.4.1");
-        snprintf(j->err_text, sizeof(j->err_text), "connect to %s: %s", cand->host, ip);
+        snprintf(j->err_text, sizeof(j->err_text), "connect to %s: %s", j->err_relay,
+                 strerror(-rc));
         j->icand++;
     }
     if (j->canceled)
@@ -204,8 +205,11 @@ void smtpc_job_candidate_failed(smtpc_job *j, int code, const char *status, cons
     j->err_code = code;
     snprintf(j->err_status, sizeof(j->err_status), "%s", status);
     snprintf(j->err_text, sizeof(j->err_text), "%s", text);
+    j->err_tls[0] = '\0';
     if (conn) {
         snprintf(j->err_relay, sizeof(j->err_relay), "%s", conn->relay);
+        if (conn->tls_on)
+            snprintf(j->err_tls, sizeof(j->err_tls), "%s", conn->tls_version);
         conn->job = NULL;
         conn->broken = true;
         /* A session that failed on a reply can still say goodbye. */
@@ -267,7 +271,7 @@ static void route_start(smtpc_job *j)
     const char *text = rc == -EINVAL ? "bad next hop" : "cannot look up the next hop";
     char buf[DLV_REPLY_MAX];
     snprintf(buf, sizeof(buf), "%s \"%s\": %s", text, j->req->nexthop,
-             rc == -EINVAL ? "expected [host]:port or host:port" : uv_strerror(rc));
+             rc == -EINVAL ? "expected [host]:port or host:port" : resolver_strerror(rc));
     /* A bad next hop comes from the transport map or relayhost: the admin's to fix. */
     smtpc_rcpt_set_rest(j, 0, rc == -EINVAL ? "4.3.5" : "4.3.0", buf, NULL);
     smtpc_job_finish(j);
@@ -354,8 +358,8 @@ int dlv_smtp_send(dlv_smtp *c, dlv_remote_req *req)
     j->c = c;
     j->req = req;
     j->started_ms = smtpc_now_ms(c);
-    j->need_auth = c->have_auth && c->relayhost && *c->relayhost &&
-                   strcmp(req->nexthop, c->relayhost) == 0;
+    j->need_auth =
+        c->have_auth && c->relayhost && *c->relayhost && strcmp(req->nexthop, c->relayhost) == 0;
     req->tdata = j;
     j->next = c->jobs;
     if (c->jobs)
@@ -429,18 +433,19 @@ static int load_auth(dlv_smtp *c, const char *path, char *err, size_t errlen)
     ssize_t n = read(fd, buf, sizeof(buf));
     int e = errno;
     close(fd);
+    int rc = 0;
     if (n < 0) {
         snprintf(err, errlen, "relayhost_auth %s: %s", path, strerror(e));
-        return -EINVAL;
-    }
-    if (dlv_smtp_auth_parse(buf, (size_t)n, c->auth_user, sizeof(c->auth_user), c->auth_pass,
-                            sizeof(c->auth_pass)) < 0) {
+        rc = -EINVAL;
+    } else if (dlv_smtp_auth_parse(buf, (size_t)n, c->auth_user, sizeof(c->auth_user), c->auth_pass,
+                                   sizeof(c->auth_pass)) < 0) {
         snprintf(err, errlen, "relayhost_auth %s: expected a line \"user password\"", path);
-        return -EINVAL;
+        rc = -EINVAL;
+    } else {
+        c->have_auth = true;
     }
-    OPENSSL_cleanse(buf, sizeof(buf));
-    c->have_auth = true;
-    return 0;
+    OPENSSL_cleanse(buf, sizeof(buf)); /* the password does not linger on the stack */
+    return rc;
 }
 
 static void client_free(dlv_smtp *c)

@@ -48,9 +48,9 @@ enum smtpc_expect {
     X_QUIT,
 };
 
-#define SMTPC_RBUF 65536         /* one socket read */
+#define SMTPC_RBUF 65536            /* one socket read */
 #define SMTPC_IN_LIMIT (256 * 1024) /* unprocessed plaintext from the peer */
-#define SMTPC_CHUNK 65536        /* one read of the message file */
+#define SMTPC_CHUNK 65536           /* one read of the message file */
 
 struct smtpc_conn {
     dlv_smtp *c;
@@ -113,6 +113,7 @@ struct smtpc_job {
     char err_status[8];
     char err_text[DLV_REPLY_MAX + 1];
     char err_relay[DLV_RELAY_MAX];
+    char err_tls[32];
 
     /* the transaction */
     unsigned char *rs; /* per recipient: RS_* */
@@ -121,6 +122,8 @@ struct smtpc_job {
     bool pipelined;
     bool mail_ok;
     bool mail_replied;
+    bool in_trans;  /* MAIL went out on conn */
+    bool data_done; /* the final "." went out */
 
     /* the data */
     uv_fs_t fs;
@@ -136,8 +139,13 @@ struct smtpc_job {
     smtpc_job *next, *prev; /* active list, then done list */
 };
 
-/* Per-recipient state in a job. */
-enum { RS_TODO = 0, RS_SENT, RS_ACCEPTED, RS_SET };
+/* Per-recipient state in a job: bits. */
+enum {
+    RS_SENT = 0x1,     /* its RCPT went out in this transaction */
+    RS_REPLIED = 0x2,  /* its RCPT reply came */
+    RS_ACCEPTED = 0x4, /* the reply was 2xx: the data's reply decides */
+    RS_SET = 0x8,      /* its outcome is set */
+};
 
 struct dlv_smtp {
     uv_loop_t *loop;
@@ -197,6 +205,8 @@ void smtpc_client_conn_gone(dlv_smtp *c);
 
 /* ---- smtp_client_conn.c ---- */
 
+/* "host[ip]:port" of a candidate, as logs and results show it. */
+void smtpc_relay_format(const dlv_route_cand *cand, char *out, size_t outsz);
 int smtpc_conn_open(dlv_smtp *c, smtpc_job *j, const dlv_route_cand *cand, bool no_tls,
                     smtpc_conn **out);
 /* Arms the timer for what the connection does next (ms 0 = stop it). */

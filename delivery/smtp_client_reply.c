@@ -128,9 +128,11 @@ int dlv_smtp_reply_line(dlv_smtp_reply *r, const char *line, size_t len, const c
         *text_len = tl;
 
     size_t sl = status_len(t, tl, line[0]);
+    if (sl >= sizeof(r->status)) /* "5.123.456" is valid but does not fit: keep it as text */
+        sl = 0;
     if (r->nlines == 0) {
         r->code = code;
-        if (sl > 0 && sl < sizeof(r->status)) {
+        if (sl > 0) {
             memcpy(r->status, t, sl);
             r->status[sl] = '\0';
             r->has_status = true;

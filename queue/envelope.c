@@ -245,8 +245,8 @@ int envelope_parse_time(const char *s, size_t len, int64_t *us)
         s[16] != ':' || s[19] != '.' || s[26] != 'Z')
         return -EINVAL;
     if (!env_digits(s, 4, &y) || !env_digits(s + 5, 2, &mo) || !env_digits(s + 8, 2, &d) ||
-        !env_digits(s + 11, 2, &h) || !env_digits(s + 14, 2, &mi) ||
-        !env_digits(s + 17, 2, &sec) || !env_digits(s + 20, 6, &frac))
+        !env_digits(s + 11, 2, &h) || !env_digits(s + 14, 2, &mi) || !env_digits(s + 17, 2, &sec) ||
+        !env_digits(s + 20, 6, &frac))
         return -EINVAL;
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59)
         return -EINVAL;
@@ -262,8 +262,8 @@ int envelope_parse_time(const char *s, size_t len, int64_t *us)
 
 bool env_notify_valid(unsigned notify)
 {
-    const unsigned all = SMTP_NOTIFY_NEVER | SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE |
-                         SMTP_NOTIFY_DELAY;
+    const unsigned all =
+        SMTP_NOTIFY_NEVER | SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY;
     if (notify & ~all)
         return false;
     /* RFC 3461 4.1: NEVER stands alone. */
@@ -307,8 +307,8 @@ static int put_str(sbuf *out, enum env_key k, const char *value)
 {
     if (!value)
         return 0; /* optional key, omitted */
-    return put_line(out, k, value, k == EK_RCPT_LAST_REPLY ? ENVELOPE_MAX_REPLY
-                                                           : ENVELOPE_MAX_VALUE);
+    return put_line(out, k, value,
+                    k == EK_RCPT_LAST_REPLY ? ENVELOPE_MAX_REPLY : ENVELOPE_MAX_VALUE);
 }
 
 static int put_bool(sbuf *out, enum env_key k, bool v)

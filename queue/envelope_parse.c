@@ -128,7 +128,7 @@ static bool parse_notify(const char *s, size_t n, unsigned *out)
     return true;
 }
 
-static int set_str(struct env_parser *p, char **field, const char *v, size_t n)
+static int set_str(char **field, const char *v, size_t n)
 {
     char *copy = malloc(n + 1);
     if (!copy)
@@ -189,21 +189,21 @@ static int set_message_key(struct env_parser *p, enum env_key k, const char *v, 
         e->crc32 = (uint32_t)u;
         return 0;
     case EK_SENDER:
-        return set_str(p, &e->sender, v, n);
+        return set_str(&e->sender, v, n);
     case EK_HELO:
-        return set_str(p, &e->helo, v, n);
+        return set_str(&e->helo, v, n);
     case EK_CLIENT_ADDR:
-        return set_str(p, &e->client_addr, v, n);
+        return set_str(&e->client_addr, v, n);
     case EK_CLIENT_NAME:
-        return set_str(p, &e->client_name, v, n);
+        return set_str(&e->client_name, v, n);
     case EK_PROTO:
-        return set_str(p, &e->proto, v, n);
+        return set_str(&e->proto, v, n);
     case EK_AUTH:
-        return set_str(p, &e->auth_id, v, n);
+        return set_str(&e->auth_id, v, n);
     case EK_ENVID:
-        return set_str(p, &e->envid, v, n);
+        return set_str(&e->envid, v, n);
     case EK_SPF:
-        return set_str(p, &e->spf, v, n);
+        return set_str(&e->spf, v, n);
     case EK_RET:
         if (!parse_word(v, n, rets, 3, &e->ret))
             return fail(p, "bad ret");
@@ -232,7 +232,7 @@ static int set_rcpt_key(struct env_parser *p, enum env_key k, const char *v, siz
 
     switch (k) {
     case EK_RCPT_ORCPT:
-        return set_str(p, &r->orcpt, v, n);
+        return set_str(&r->orcpt, v, n);
     case EK_RCPT_NOTIFY:
         return parse_notify(v, n, &r->notify) ? 0 : fail(p, "bad rcpt-notify");
     case EK_RCPT_STATE:
@@ -254,11 +254,11 @@ static int set_rcpt_key(struct env_parser *p, enum env_key k, const char *v, siz
     case EK_RCPT_LAST_REPLY:
         if (n > ENVELOPE_MAX_REPLY)
             return fail(p, "rcpt-last-reply too long");
-        return set_str(p, &r->last_reply, v, n);
+        return set_str(&r->last_reply, v, n);
     case EK_RCPT_RELAY:
-        return set_str(p, &r->relay, v, n);
+        return set_str(&r->relay, v, n);
     case EK_RCPT_DSN_STATUS:
-        return set_str(p, &r->dsn_status, v, n);
+        return set_str(&r->dsn_status, v, n);
     case EK_RCPT_DSN_SENT:
         return parse_bool(v, n, &r->dsn_sent) ? 0 : fail(p, "bad rcpt-dsn-sent");
     default:
@@ -315,7 +315,8 @@ static int parse_line(struct env_parser *p, const char *s, size_t n)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
             return fail(p, "bad key");
     int k = 0;
-    while (k < EK_COUNT && !(strlen(env_keys[k].name) == klen && !memcmp(env_keys[k].name, s, klen)))
+    while (k < EK_COUNT &&
+           !(strlen(env_keys[k].name) == klen && !memcmp(env_keys[k].name, s, klen)))
         k++;
     if (k == EK_COUNT)
         return fail(p, "unknown key \"%.*s\"", (int)klen, s);

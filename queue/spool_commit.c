@@ -1,47 +1,63 @@
 /*
  * spool_commit.c - the group committer of sluice-smtpd (spool_open,
- * spool_close, and the thread that makes messages durable).
+ * spool_close, and the two threads that make messages durable).
  *
- * Why a group commit: a durable commit costs a disk flush, about a
- * millisecond here whatever is in it, so one flush per message caps a
- * server near 1,000 messages/s however many sessions it serves. One flush
- * for every message that is ready makes the cost per message shrink as
- * load grows, which is when it matters (docs/spool.md has the numbers).
+ * Why a group commit: a durable commit costs a disk flush, a millisecond
+ * or more whatever is in it, so one flush per message caps a server near
+ * 1,000 messages/s however many sessions it serves. One flush for every
+ * message that is ready makes the cost per message shrink as load grows,
+ * which is when it matters (docs/spool.md has the numbers).
  *
- * The protocol of one batch (every message of it in each step):
- *   1. write: what is still in memory to incoming/ID.msg (created O_EXCL
- *      and locked, unless a flush already did), the envelope to
- *      incoming/ID.env. A write error fails only that message.
- *   2. sync: one syncfs() of the spool filesystem (default), or an
- *      fdatasync() of each file ($SLUICE_SPOOL_SYNC=fdatasync). Data and
- *      envelope reach the disk before any name in queue/ points at them.
- *      A failed syncfs fails the whole batch (we cannot tell whose data
- *      was lost); a failed fdatasync fails that message.
- *   3. rename each .msg, then its .env, into queue/ (never replacing).
- *   4. fsync(queue/) once: the new names are durable. If it fails, the
- *      batch's names are removed again and the batch fails.
- *   5. close (releasing the locks), hand the batch to the loop
- *      (uv_async_send); there each callback runs in batch order (status 0
- *      = durable: the session may say 250), then one "new ID ..." datagram
- *      per batch goes to sluice-delivery.
+ * Two threads form a pipeline, so writing the next group overlaps with
+ * syncing this one (both take milliseconds; in series they would add up):
+ *
+ *   writer (request list -> prepared list), one message at a time:
+ *     1. write what is still in memory to incoming/ID.msg (created O_EXCL
+ *        and locked, unless a flush already did) and the envelope to
+ *        incoming/ID.env. A write error fails only that message: its files
+ *        are removed and it goes straight back to the loop.
+ *   syncer (prepared list -> done list), ALL prepared messages as a batch:
+ *     2. sync: one syncfs() of the spool filesystem (default), or an
+ *        fdatasync() of each file ($SLUICE_SPOOL_SYNC=fdatasync). Data and
+ *        envelope reach the disk before any name in queue/ points at them.
+ *        Only messages whose write() calls had all returned are in the
+ *        batch, so the sync covers every byte of them. A failed syncfs
+ *        fails the whole batch (we cannot tell whose data was lost); a
+ *        failed fdatasync fails that message.
+ *     3. rename each .msg, then its .env, into queue/ (never replacing).
+ *     4. fsync(queue/) once: the new names are durable. If it fails, the
+ *        batch's names are removed again and the batch fails.
+ *     5. close (releasing the locks), hand the batch to the loop
+ *        (uv_async_send); there each callback runs (status 0 = durable: the
+ *        session may say 250), then one "new ID ..." datagram per batch
+ *        goes to sluice-delivery.
  * Never is a success reported for a message whose files were not synced,
  * and every failure removes the message's files (spool_txn_discard).
  *
- * Requests that arrive while a batch is being synced wait and form the next
- * batch; so batches grow with the load by themselves, with no timer.
+ * Messages written while a batch is being synced form the next batch; so
+ * batches grow with the load by themselves, with no timer and no waiting
+ * when the server is idle.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sluice/log.h"
 #include "spool_recv.h"
 
-/* ---- committer thread ---- */
+/* ---- writer and syncer threads ---- */
 
-static int sync_batch_fs(spool *s)
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int sync_fs(spool *s)
 {
     for (;;) {
         if (syncfs(s->fs->incoming_fd) == 0)
@@ -58,41 +74,36 @@ static void fail_msg(spool *s, spool_msg *m, int rc, const char *step)
     spool_txn_discard(s->fs, &m->txn);
 }
 
-static void commit_batch(spool *s, spool_msg **batch, size_t n)
+/* Step 1, for one message. */
+static void write_msg(spool *s, spool_msg *m)
 {
-    bool per_file = s->method == SPOOL_SYNC_FDATASYNC;
+    int rc = spool_txn_write_msg(s->fs, &m->txn, m->buf.data, m->buf.len);
+    if (rc == 0)
+        rc = spool_txn_write_env(s->fs, &m->txn, m->env.data, m->env.len,
+                                 s->method == SPOOL_SYNC_FDATASYNC);
+    m->status = 0;
+    if (rc)
+        fail_msg(s, m, rc, "write");
+}
+
+/* Steps 2-5 for a batch of written messages. */
+static void sync_batch(spool *s, spool_msg **batch, size_t n)
+{
     size_t ok = 0;
     int rc;
 
-    /* 1. write */
-    for (size_t i = 0; i < n; i++) {
-        spool_msg *m = batch[i];
-        m->status = 0;
-        rc = spool_txn_write_msg(s->fs, &m->txn, m->buf.data, m->buf.len);
-        if (rc == 0)
-            rc = spool_txn_write_env(s->fs, &m->txn, m->env.data, m->env.len, per_file);
-        if (rc)
-            fail_msg(s, m, rc, "write");
-        else
-            ok++;
-    }
-    if (ok == 0)
-        return;
-
     /* 2. sync */
-    if (per_file) {
+    if (s->method == SPOOL_SYNC_FDATASYNC) {
         for (size_t i = 0; i < n; i++)
-            if (batch[i]->status == 0 && (rc = spool_txn_datasync(&batch[i]->txn)) != 0)
+            if ((rc = spool_txn_datasync(&batch[i]->txn)) != 0)
                 fail_msg(s, batch[i], rc, "fdatasync");
-    } else if ((rc = sync_batch_fs(s)) != 0) {
+    } else if ((rc = sync_fs(s)) != 0) {
         for (size_t i = 0; i < n; i++)
-            if (batch[i]->status == 0)
-                fail_msg(s, batch[i], rc, "syncfs");
+            fail_msg(s, batch[i], rc, "syncfs");
         return;
     }
 
     /* 3. rename */
-    ok = 0;
     for (size_t i = 0; i < n; i++) {
         spool_msg *m = batch[i];
         if (m->status != 0)
@@ -123,44 +134,96 @@ static void commit_batch(spool *s, spool_msg **batch, size_t n)
             spool_txn_finish(&batch[i]->txn);
 }
 
-static void *committer_main(void *arg)
+/* Appends m to the done list and counts it; under mu. */
+static void push_done(spool *s, spool_msg *m)
+{
+    m->next = NULL;
+    if (s->done_tail)
+        s->done_tail->next = m;
+    else
+        s->done_head = m;
+    s->done_tail = m;
+    if (m->status == 0)
+        s->stats.committed++;
+    else
+        s->stats.failed++;
+}
+
+static void *writer_main(void *arg)
+{
+    spool *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->req_head && !(s->closing && s->deferred == 0))
+            pthread_cond_wait(&s->cv_req, &s->mu);
+        spool_msg *m = s->req_head;
+        if (!m)
+            break; /* closing, and nothing queued or on its way */
+        s->req_head = m->next;
+        if (!s->req_head)
+            s->req_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        uint64_t t0 = mono_us();
+        write_msg(s, m);
+        uint64_t t1 = mono_us();
+
+        pthread_mutex_lock(&s->mu);
+        s->stats.write_us += t1 - t0;
+        if (m->status != 0) {
+            /* Failed: straight back to the loop, no need to wait for a sync. */
+            push_done(s, m);
+            pthread_mutex_unlock(&s->mu);
+            uv_async_send(&s->async);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        m->next = NULL;
+        if (s->prep_tail)
+            s->prep_tail->next = m;
+        else
+            s->prep_head = m;
+        s->prep_tail = m;
+        pthread_cond_signal(&s->cv_prep);
+    }
+    s->writer_exited = true;
+    pthread_cond_signal(&s->cv_prep);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static void *syncer_main(void *arg)
 {
     spool *s = arg;
     spool_msg *batch[SPOOL_BATCH_MAX];
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->req_head && !(s->closing && s->deferred == 0))
-            pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->req_head)
-            break; /* closing, and nothing queued or on its way */
+        while (!s->prep_head && !s->writer_exited)
+            pthread_cond_wait(&s->cv_prep, &s->mu);
+        if (!s->prep_head)
+            break; /* the writer is gone and everything is synced */
         size_t n = 0;
-        while (s->req_head && n < SPOOL_BATCH_MAX) {
-            batch[n++] = s->req_head;
-            s->req_head = s->req_head->next;
+        while (s->prep_head && n < SPOOL_BATCH_MAX) {
+            batch[n++] = s->prep_head;
+            s->prep_head = s->prep_head->next;
         }
-        if (!s->req_head)
-            s->req_tail = NULL;
+        if (!s->prep_head)
+            s->prep_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        commit_batch(s, batch, n);
+        uint64_t t0 = mono_us();
+        sync_batch(s, batch, n);
+        uint64_t t1 = mono_us();
 
         pthread_mutex_lock(&s->mu);
+        s->stats.sync_us += t1 - t0;
         s->stats.batches++;
         if (n > s->stats.max_batch)
             s->stats.max_batch = n;
-        for (size_t i = 0; i < n; i++) {
-            batch[i]->next = NULL;
-            if (s->done_tail)
-                s->done_tail->next = batch[i];
-            else
-                s->done_head = batch[i];
-            s->done_tail = batch[i];
-            if (batch[i]->status == 0)
-                s->stats.committed++;
-            else
-                s->stats.failed++;
-        }
+        for (size_t i = 0; i < n; i++)
+            push_done(s, batch[i]);
         pthread_mutex_unlock(&s->mu);
         uv_async_send(&s->async);
         pthread_mutex_lock(&s->mu);
@@ -185,7 +248,7 @@ void spool_submit(spool *s, spool_msg *m, bool was_deferred)
     else
         s->req_head = m;
     s->req_tail = m;
-    pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->cv_req);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -193,7 +256,7 @@ void spool_undefer(spool *s)
 {
     pthread_mutex_lock(&s->mu);
     s->deferred--;
-    pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->cv_req);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -203,7 +266,8 @@ static void spool_free(spool *s)
     void *arg = s->close_arg;
 
     spool_fs_close(s->fs);
-    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->cv_req);
+    pthread_cond_destroy(&s->cv_prep);
     pthread_mutex_destroy(&s->mu);
     free(s);
     if (done)
@@ -276,7 +340,8 @@ static void on_async(uv_async_t *h)
     notify_flush(s, text, &len);
 
     if (exited && !s->joined) {
-        pthread_join(s->thread, NULL);
+        pthread_join(s->writer, NULL);
+        pthread_join(s->syncer, NULL);
         s->joined = true;
         uv_close((uv_handle_t *)&s->async, on_async_closed);
     }
@@ -317,7 +382,9 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
         free(s);
         return -rc;
     }
-    if ((rc = pthread_cond_init(&s->cv, NULL)) != 0) {
+    if ((rc = pthread_cond_init(&s->cv_req, NULL)) != 0 ||
+        (rc = pthread_cond_init(&s->cv_prep, NULL)) != 0) {
+        /* Rare enough not to track which one: leak a condvar, not a crash. */
         pthread_mutex_destroy(&s->mu);
         spool_fs_close(fs);
         free(s);
@@ -334,7 +401,15 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&s->thread, NULL, committer_main, s);
+    rc = pthread_create(&s->syncer, NULL, syncer_main, s);
+    if (rc == 0 && (rc = pthread_create(&s->writer, NULL, writer_main, s)) != 0) {
+        /* The syncer alone: let it see "writer gone" and exit. */
+        pthread_mutex_lock(&s->mu);
+        s->writer_exited = true;
+        pthread_cond_signal(&s->cv_prep);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->syncer, NULL);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         /* The handle must be closed through the loop; s goes with it. */
@@ -355,7 +430,7 @@ void spool_close_then(spool *s, void (*done)(void *arg), void *arg)
     s->close_arg = arg;
     pthread_mutex_lock(&s->mu);
     s->closing = true;
-    pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->cv_req);
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -316,7 +316,7 @@ int spool_fs_load(spool_fs *fs, const char *id, envelope *e)
     if (!id || !queue_id_valid(id, strlen(id)))
         return -EINVAL;
     envelope_free(e);
-    sbuf_init(&text, ENVELOPE_MAX_SIZE + 1);
+    sbuf_init(&text, 0); /* spool_read_file enforces the bound itself */
     spool_name(name, id, SPOOL_EXT_ENV);
     rc = spool_read_file(fs->queue_fd, name, ENVELOPE_MAX_SIZE, &text);
     if (rc == -EBADMSG || rc == -EFBIG || rc == -EIO) {
@@ -390,8 +390,7 @@ int spool_fs_store(spool_fs *fs, const envelope *e)
     spool_name(tmp, e->id, SPOOL_EXT_NEW);
     spool_name(name, e->id, SPOOL_EXT_ENV);
     do
-        fd = openat(fs->queue_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                    0600);
+        fd = openat(fs->queue_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         rc = -errno;

@@ -52,7 +52,7 @@ int spool_msg_write(spool_msg *m, const void *data, size_t len)
         return m->error;
     if (len == 0)
         return 0;
-    if (m->buf.len + m->fbuf.len + len > SPOOL_MSG_MEM_MAX)
+    if (len > SPOOL_MSG_MEM_MAX || m->buf.len + m->fbuf.len > SPOOL_MSG_MEM_MAX - len)
         return -ENOBUFS;
     int rc = sbuf_append(&m->buf, data, len);
     if (rc)

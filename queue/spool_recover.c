@@ -151,7 +151,8 @@ static int scan(spool_fs *fs, int dirfd, const char *folder, int *removed)
         if (!strcmp(name, ".") || !strcmp(name, ".."))
             continue;
         int rc = 0;
-        if (incoming && (split_name(name, SPOOL_EXT_MSG, id) || split_name(name, SPOOL_EXT_ENV, id)))
+        if (incoming &&
+            (split_name(name, SPOOL_EXT_MSG, id) || split_name(name, SPOOL_EXT_ENV, id)))
             rc = remove_leftover(fs, dirfd, name, id, false);
         else if (!incoming && split_name(name, SPOOL_EXT_ENV, id))
             continue; /* committed; spool_fs_load verifies it */

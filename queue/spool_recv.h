@@ -4,12 +4,13 @@
  *
  * Threads and ownership:
  *   loop thread     every spool_* / spool_msg_* call, every callback
- *   libuv pool      flush work: writes a message's flush buffer
- *   committer       group commits (spool_commit.c)
+ *   libuv pool      flush and discard work for one message
+ *   writer          writes committed messages into incoming/ (req -> prep)
+ *   syncer          group commits what the writer prepared (prep -> done)
  * A spool_msg belongs to the loop until spool_msg_commit queues it; from
- * then on to the committer until it is back on the done list; the loop
- * runs its callback and frees it. Fields marked (mu) are shared and only
- * touched under spool.mu.
+ * then on to the writer, then the syncer, until it is on the done list; the
+ * loop runs its callback and frees it. Fields marked (mu) are shared and
+ * only touched under spool.mu.
  */
 #ifndef SLUICE_SPOOL_RECV_H
 #define SLUICE_SPOOL_RECV_H
@@ -45,14 +46,17 @@ struct spool {
     spool_fs *fs;
     enum spool_sync_method method;
     uv_async_t async;
-    pthread_t thread;
+    pthread_t writer, syncer;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    spool_msg *req_head, *req_tail;   /* (mu) commits waiting for a batch */
+    pthread_cond_t cv_req;            /* writer waits: request or closing */
+    pthread_cond_t cv_prep;           /* syncer waits: prepared or writer gone */
+    spool_msg *req_head, *req_tail;   /* (mu) commits to write */
+    spool_msg *prep_head, *prep_tail; /* (mu) written, waiting for a sync */
     spool_msg *done_head, *done_tail; /* (mu) results for the loop */
     unsigned deferred;                /* (mu) commits waiting for a flush */
     bool closing;                     /* (mu) no new commits; drain and stop */
-    bool exited;                      /* (mu) the committer has returned */
+    bool writer_exited;               /* (mu) no more prepared messages */
+    bool exited;                      /* (mu) the syncer has returned too */
     spool_stats stats;                /* (mu) */
     /* loop thread only */
     bool joined, async_closed;
@@ -68,6 +72,6 @@ struct spool {
 void spool_submit(spool *s, spool_msg *m, bool was_deferred);
 /* A deferred commit that will not be submitted (its flush failed). */
 void spool_undefer(spool *s);
-void spool_msg_free(spool_msg *m);         /* free after its last callback */
+void spool_msg_free(spool_msg *m); /* free after its last callback */
 
 #endif

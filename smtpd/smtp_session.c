@@ -128,12 +128,12 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     if (!s->closing) {
-        if (s->out.len)
-            session_flush(s);
-        else if (s->quitting)
+        if (s->quitting && s->out.len == 0)
             smtp_session_close(s);
         else if (!s->waiting)
-            session_process(s); /* output had filled up: take input again */
+            session_process(s); /* output may have held input back: go on */
+        else
+            session_flush(s);
     }
     smtp_session_unref(s);
 }
@@ -250,6 +250,16 @@ static void read_start(smtp_session *s)
 }
 
 /*
+ * A client may pipeline faster than it reads replies. Past this much unsent
+ * output, commands wait (in the pending buffer, then in the socket) until
+ * the client has read some: backpressure, not a growing buffer.
+ */
+static bool output_full(const smtp_session *s)
+{
+    return s->out.len + s->wout.len >= SMTP_OUT_MAX / 2;
+}
+
+/*
  * Handles complete command lines at the start of p. Returns the bytes
  * consumed; stops early when the session starts waiting or changes into
  * a body state.
@@ -258,7 +268,7 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
 {
     size_t used = 0;
     while (used < len && !s->waiting && !s->quitting && !s->closing && !s->starttls_pending &&
-           s->state != SMTP_S_DATA && s->state != SMTP_S_BDAT) {
+           s->state != SMTP_S_DATA && s->state != SMTP_S_BDAT && !output_full(s)) {
         const char *line = p + used;
         size_t avail = len - used;
         const char *lf = memchr(line, '\n', avail);
@@ -376,7 +386,8 @@ static void session_process(smtp_session *s)
     session_flush(s);
     if (s->closing)
         return;
-    if (s->waiting || s->quitting || s->out.len + s->wout.len > SMTP_OUT_MAX)
+    /* Read only while a whole read buffer still fits behind what is pending. */
+    if (s->waiting || s->quitting || output_full(s) || s->pend.len > SMTP_PENDING_MAX - RBUF_SIZE)
         read_stop(s);
     else
         read_start(s);

@@ -177,6 +177,14 @@ int main(int argc, char **argv)
     bool drop = cfg.user && cfg.user[0] && geteuid() == 0;
     if (drop && prepare_spool_owner(&cfg) < 0)
         return EX_CONFIG;
+    /* Signals first: a SIGTERM right after start must stop us cleanly. */
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+
     if (smtp_server_start(&server, loop, &cfg, NULL, mailboxes, aliases) < 0)
         return EX_OSERR;
     if (drop && privdrop_to(cfg.user) < 0)
@@ -208,13 +216,6 @@ int main(int argc, char **argv)
     }
     if (smtp_server_listen_local(&server, cfg.spool) < 0)
         return EX_CANTCREAT;
-
-    uv_signal_init(loop, &sig_term);
-    uv_signal_init(loop, &sig_int);
-    uv_signal_init(loop, &sig_hup);
-    uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
-    uv_signal_start(&sig_int, on_stop_signal, SIGINT);
-    uv_signal_start(&sig_hup, on_hup, SIGHUP);
 
     bool any_mx = false;
     for (int i = 0; i < cfg.nlisten; i++)

@@ -75,7 +75,7 @@ struct dlv_runner {
     unsigned jobs;                 /* scans and map reloads on the pool */
     bool scanning, scan_again;
     bool reloading;
-    bool started, stopping, stopped, aborted;
+    bool started, stopping, closing, stopped, aborted;
     void (*stop_cb)(void *arg);
     void *stop_arg;
 };
@@ -107,6 +107,7 @@ typedef struct dlv_result {
     char *reply;    /* malloc'd */
     char *relay;    /* "local", "host[ip]:port", "alias" */
     char tls[32];
+    char *maildir; /* prepare: a local recipient's Maildir, until its task takes it */
 } dlv_result;
 
 typedef struct dlv_msg dlv_msg;
@@ -144,7 +145,7 @@ struct dlv_msg {
     size_t nres;
     dlv_task *tasks;
     size_t ntasks, left;
-    int64_t next_ms; /* after the attempt: when again, -1 = forget */
+    int64_t next_ms;                   /* after the attempt: when again, -1 = forget */
     char dsn_ids[2][QUEUE_ID_LEN + 1]; /* DSNs committed by finish, to schedule */
     size_t ndsn;
 };

@@ -31,7 +31,7 @@ enum dlv_dsn_kind {
 };
 
 typedef struct dlv_dsn_rcpt {
-    const env_rcpt *r; /* addr, orcpt, dsn_status, last_reply, relay, last_attempt */
+    const env_rcpt *r;  /* addr, orcpt, dsn_status, last_reply, relay, last_attempt */
     const char *action; /* "failed", "delayed", "delivered", "expanded", "relayed" */
 } dlv_dsn_rcpt;
 

@@ -26,9 +26,9 @@
 typedef struct dlv_expansion {
     char **leaves; /* final addresses, in order of first appearance */
     size_t nleaves;
-    bool self;         /* the address itself is among the leaves (its own mailbox) */
-    char status[8];    /* on failure: "5.4.6" */
-    char reason[160];  /* on failure: "alias loop: a@x -> b@x -> a@x" */
+    bool self;        /* the address itself is among the leaves (its own mailbox) */
+    char status[8];   /* on failure: "5.4.6" */
+    char reason[160]; /* on failure: "alias loop: a@x -> b@x -> a@x" */
 } dlv_expansion;
 
 /*

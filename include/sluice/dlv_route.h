@@ -66,7 +66,8 @@ typedef struct dlv_route_result {
     /* on failure: */
     int code;       /* 450 / 550 style, for the recipient's reply code */
     char status[8]; /* "5.1.2", "4.4.3", ... */
-    /* one line, e.g. "Host or domain name not found. Name service error for name=x.test type=MX: ..." */
+    /* one line, e.g. "Host or domain name not found. Name service error for name=x.test type=MX:
+     * ..." */
     char text[DLV_ROUTE_TEXT_MAX];
 } dlv_route_result;
 

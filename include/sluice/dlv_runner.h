@@ -122,8 +122,7 @@ typedef struct dlv_runner dlv_runner;
  * -EINVAL (config error). transport may be NULL (= unavailable).
  */
 int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
-                   dlv_transport *transport, config_diag_fn diag, void *diag_arg,
-                   dlv_runner **out);
+                   dlv_transport *transport, config_diag_fn diag, void *diag_arg, dlv_runner **out);
 
 /*
  * Binds run/delivery.sock, recovers the spool (leftovers only, see

@@ -13,9 +13,9 @@
 
 typedef struct dlv_slot_req dlv_slot_req;
 struct dlv_slot_req {
-    const char *dest;                /* compared byte-wise; must outlive the request */
-    void (*run)(dlv_slot_req *req);  /* the slot is granted: start the delivery */
-    dlv_slot_req *next;              /* private */
+    const char *dest;               /* compared byte-wise; must outlive the request */
+    void (*run)(dlv_slot_req *req); /* the slot is granted: start the delivery */
+    dlv_slot_req *next;             /* private */
 };
 
 struct dlv_dest;

@@ -46,10 +46,10 @@
  * sequence is kept whole); cut at DLV_REPLY_MAX bytes.
  */
 typedef struct dlv_smtp_reply {
-    int code;         /* 200..599 */
-    char status[8];   /* the first line's "X.Y.Z", or "X.0.0" derived from the code */
-    bool has_status;  /* the peer sent an enhanced status code */
-    bool done;        /* the last line ("NNN " or "NNN") was seen */
+    int code;        /* 200..599 */
+    char status[8];  /* the first line's "X.Y.Z", or "X.0.0" derived from the code */
+    bool has_status; /* the peer sent an enhanced status code */
+    bool done;       /* the last line ("NNN " or "NNN") was seen */
     unsigned nlines;
     size_t text_len;
     char text[DLV_REPLY_MAX + 1];
@@ -139,9 +139,9 @@ typedef struct dlv_smtp_timeouts {
 } dlv_smtp_timeouts;
 
 typedef struct dlv_smtp_options {
-    const char *helo_name;  /* EHLO argument: [server] hostname */
-    enum tls_policy tls;    /* [delivery] tls */
-    uint16_t remote_port;   /* port for next hops that name none */
+    const char *helo_name;          /* EHLO argument: [server] hostname */
+    enum tls_policy tls;            /* [delivery] tls */
+    uint16_t remote_port;           /* port for next hops that name none */
     const char *const *dns_servers; /* [delivery] dns_servers; none = /etc/resolv.conf */
     size_t ndns_servers;
     unsigned dns_timeout_ms, dns_tries; /* 0 = the resolver's defaults */
@@ -161,7 +161,7 @@ typedef struct dlv_smtp_options {
 
 /* Defaults: tls=may, port 25, helo "localhost", RFC timeouts, cache 20/64. */
 void dlv_smtp_options_default(dlv_smtp_options *o);
-/* The options of a config (pointers into cfg: it must outlive the client). */
+/* The options of a config (pointers into cfg; dlv_smtp_new copies what it keeps). */
 void dlv_smtp_options_from_config(const sluice_config *cfg, dlv_smtp_options *o);
 
 /*
@@ -185,16 +185,17 @@ int dlv_smtp_new(uv_loop_t *loop, const dlv_smtp_options *o, dlv_smtp **out, cha
 
 /*
  * Delivers req (see dlv_runner.h for its fields): route, connect, one
- * transaction. 0: req->done(req) runs later from the loop with every
- * recipient's outcome set. -EINVAL (no recipients, no done), -ECANCELED
- * (closing): nothing started, no callback.
+ * transaction. The recipients' out fields are cleared here. 0:
+ * req->done(req) runs later from the loop with every recipient's outcome
+ * set (req->tdata is the client's until then). -EINVAL (no recipients, no
+ * done), -ECANCELED (closing), -ENOMEM: nothing started, no callback.
  */
 int dlv_smtp_send(dlv_smtp *c, dlv_remote_req *req);
 
 /*
- * Aborts every request in flight: each done runs soon after from the loop,
- * with 4.4.2-style deferrals for what was not finished. Idle connections
- * are closed.
+ * Aborts every request in flight (their connections are closed): each done
+ * runs soon after from the loop, every recipient without an outcome
+ * deferred with 4.3.2. Idle connections are QUIT.
  */
 void dlv_smtp_cancel_all(dlv_smtp *c);
 

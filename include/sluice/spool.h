@@ -174,6 +174,8 @@ typedef struct spool_stats {
     uint64_t committed; /* messages reported committed (cb status 0) */
     uint64_t failed;    /* messages reported failed */
     size_t max_batch;   /* largest batch seen */
+    uint64_t write_us;  /* time spent writing files into incoming/ */
+    uint64_t sync_us;   /* time spent in the batches' syncs, renames, fsyncs */
 } spool_stats;
 void spool_get_stats(spool *s, spool_stats *out);
 

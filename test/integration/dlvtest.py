@@ -9,6 +9,7 @@ on top of sluicetest (the shared harness, not edited here).
   wait_files()    waits until a Maildir holds n messages
   parse_dsn()     a DSN as Python's email package sees it, checked to be a
                   multipart/report with its delivery-status fields
+  Receiver        an aiosmtpd server on loopback answering per recipient
 """
 
 import email
@@ -83,19 +84,56 @@ def parse_dsn(case, data):
     return msg, per_msg, per_rcpt, orig
 
 
+class Receiver:
+    """aiosmtpd (python3-aiosmtpd) on 127.0.0.1:port in a thread. replies maps
+    a recipient to its RCPT reply ("550 5.1.1 no such user"); others get 250.
+    Accepted messages land in .messages as (mail_from, rcpt_tos, content)."""
+
+    def __init__(self, case, replies=None):
+        from aiosmtpd.controller import Controller
+        self.replies = dict(replies or {})
+        self.messages = []
+        self.port = st.free_port()
+        outer = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                reply = outer.replies.get(address)
+                if reply:
+                    return reply
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                outer.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                       envelope.original_content or envelope.content))
+                return "250 2.0.0 accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     decode_data=False)
+        self.controller.start()
+        case.addCleanup(self.controller.stop)
+
+
 class DeliveryCase(SluiceCase):
     """A Sluice with smtpd and sluice-delivery running."""
 
     def start(self, delivery=None, aliases=None, mailboxes=None, users=("user", "alice", "bob"),
-              start_delivery=True):
+              start_delivery=True, mx=None, smtpd=None):
+        """mx: {domain: Receiver}: MX records naming 127.0.0.1 and
+        remote_port set to the (one) receiver's port."""
         s = self.sluice(start=False, users=users)
+        for domain, rcv in (mx or {}).items():
+            s.dns.mx(domain, f"mx.{domain}")
+            s.dns.a(f"mx.{domain}", "127.0.0.1")
+            delivery = dict(delivery or {}, remote_port=rcv.port)
         if aliases:
             s.aliases.update(aliases)
         if mailboxes:  # values may name {root} (the Maildirs' folder) and {dir}
             s.mailboxes.update({k: v.format(root=s.maildir_root, dir=s.dir)
                                 for k, v in mailboxes.items()})
-        if delivery:
-            s.write_config(delivery=delivery)
+        if delivery or smtpd:
+            s.write_config(delivery=delivery or {}, smtpd=smtpd or {})
         else:
             s.write_maps()
         s.start_smtpd()

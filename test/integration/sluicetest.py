@@ -144,14 +144,16 @@ def tcp_listening(port):
     return port in _proc_net_ports("tcp", "0A")
 
 
-def unix_listening(path):
-    """Whether a listening unix socket is bound to path (from /proc/net/unix:
-    a stale socket file left by a killed process does not count)."""
+def unix_bound(path, listening=False):
+    """Whether a live unix socket is bound to path (from /proc/net/unix: a
+    stale socket file left by a killed process does not count); with
+    listening, only a listening stream socket counts."""
     with open("/proc/net/unix") as f:
         next(f)
         for line in f:
             fields = line.split()
-            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+            if len(fields) >= 8 and fields[7] == path and (
+                    not listening or int(fields[3], 16) & 0x10000):
                 return True
     return False
 
@@ -414,13 +416,14 @@ class Sluice:
                     "sh", self._spool_tmpfs, self.spool]
         def ready():
             return (all(tcp_listening(p) for p in self.ports.values())
-                    and unix_listening(os.path.join(self.spool, "run", "submit.sock")))
+                    and unix_bound(os.path.join(self.spool, "run", "submit.sock"), True))
         return self._start("sluice-smtpd", ready, wrap)
 
     def start_delivery(self):
-        """Starts sluice-delivery; ready when its socket run/delivery.sock exists."""
+        """Starts sluice-delivery; ready when its datagram socket
+        run/delivery.sock is bound."""
         sock = os.path.join(self.spool, "run", "delivery.sock")
-        return self._start("sluice-delivery", lambda: os.path.exists(sock))
+        return self._start("sluice-delivery", lambda: unix_bound(sock))
 
     def smtpd(self):
         return self.daemons["sluice-smtpd"]

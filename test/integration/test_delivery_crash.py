@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """sluice-delivery and crashes: kill -9 in the middle of a batch of 100
 messages; after a restart every message is delivered to every recipient, none
-lost, and duplicates are counted (goal: 0, thanks to the delivery keys)."""
+lost, and duplicates are counted (goal: 0, thanks to the delivery keys).
+Also SIGTERM with a delivery in flight: it finishes, then a clean exit 0."""
 
+import asyncio
 import collections
 import re
 import time
 
 import sluicetest as st
-from dlvtest import DeliveryCase, SENDER, maildir_files
+from dlvtest import DeliveryCase, Receiver, SENDER, maildir_files, notify
 
 N = 100
 RCPTS = ("user@example.test", "bob@example.test")
@@ -69,6 +71,47 @@ class Kill9(DeliveryCase):
         self.assertEqual(s.spool_files("corrupt"), [])
         # No DSN: nothing failed.
         self.assertEqual(maildir_files(s.maildir(SENDER)), [])
+
+
+class Corrupt(DeliveryCase):
+    def test_corrupt_envelope_quarantined(self):
+        s = self.start()
+        bad = "0123456789ABC0"
+        with open(s.spool_path("queue", bad + ".msg"), "wb") as f:
+            f.write(b"Subject: x\r\n\r\nx\r\n")
+        with open(s.spool_path("queue", bad + ".env"), "wb") as f:
+            f.write(b"sluice-envelope 1\nid: " + bad.encode() + b"\ngarbage\n")
+        notify(s, f"flush {bad}")
+        self.wait_log(s, rf"{bad}: unreadable envelope quarantined")
+        self.assertNotIn(bad + ".env", s.spool_files("queue"))
+        self.assertIn(bad + ".env", s.spool_files("corrupt"))
+        # And the runner goes on.
+        self.send(s, "user@example.test", b"Subject: after\r\n\r\nstill working\r\n")
+        self.wait_spool_empty(s)
+        self.assertEqual(len(maildir_files(s.maildir("user@example.test"))), 1)
+
+
+class Stop(DeliveryCase):
+    def test_sigterm_waits_for_delivery_in_flight(self):
+        rcv = Receiver(self)
+        handler = rcv.controller.handler
+        accept = handler.handle_DATA
+
+        async def slow(server, session, envelope):
+            await asyncio.sleep(2)
+            return await accept(server, session, envelope)
+
+        handler.handle_DATA = slow
+        s = self.start(mx={"remote.test": rcv}, smtpd={"trusted_networks": "127.0.0.0/8"})
+        qid = self.send(s, "far@remote.test", b"Subject: slow\r\n\r\nslow peer\r\n")
+        self.wait_log(s, "started")
+        time.sleep(0.5)  # the transaction is waiting for the reply to the data
+        s.stop("sluice-delivery")  # exit 0, no sanitizer report
+        self.assertEqual(len(rcv.messages), 1)
+        log = s.log("sluice-delivery")
+        self.assertIn("stop: waiting for 1 attempt in flight", log)
+        self.assertRegex(log, rf"{qid}: to=<far@remote\.test>, .*status=sent")
+        self.assertEqual(s.spool_ids(), [])
 
 
 if __name__ == "__main__":

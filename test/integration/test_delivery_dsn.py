@@ -8,7 +8,7 @@ import os
 import time
 
 import sluicetest as st
-from dlvtest import DeliveryCase, SENDER, maildir_files, parse_dsn
+from dlvtest import DeliveryCase, Receiver, SENDER, maildir_files, parse_dsn
 
 BODY = b"Subject: bounce me\r\nMessage-ID: <orig-1@example.test>\r\n\r\nthe body\r\n"
 
@@ -60,6 +60,27 @@ class Bounces(DeliveryCase):
         self.assertEqual(inner["Subject"], "bounce me")
         self.assertIn("the body", inner.get_payload())
 
+    def test_remote_550(self):
+        rcv = Receiver(self, {"nobody@remote.test": "550 5.1.1 <nobody@remote.test>: no such user"})
+        # Relaying from loopback: the client is trusted here.
+        s = self.start(mx={"remote.test": rcv}, smtpd={"trusted_networks": "127.0.0.0/8"})
+        qid = self.send(s, ["nobody@remote.test", "ok@remote.test"], BODY)
+        files = self.wait_files(s.maildir(SENDER), 1)
+        self.wait_spool_empty(s)
+        self.assertEqual([m[1] for m in rcv.messages], [["ok@remote.test"]])
+        msg, per_msg, rcpts, orig = parse_dsn(self, files[0])
+        self.assertEqual(len(rcpts), 1, rcpts)
+        r = rcpts[0]
+        self.assertEqual(r["Final-Recipient"], "rfc822; nobody@remote.test")
+        self.assertEqual(r["Action"], "failed")
+        self.assertEqual(r["Status"], "5.1.1")
+        self.assertEqual(r["Remote-MTA"], "dns; mx.remote.test")
+        self.assertIn("550 5.1.1 <nobody@remote.test>: no such user",
+                      " ".join(r["Diagnostic-Code"].split()))
+        self.assertRegex(s.log("sluice-delivery"),
+                         rf"{qid}: to=<nobody@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]"
+                         rf":{rcv.port}, delay=\d+\.\d, tls=none, dsn=5\.1\.1, status=bounced")
+
     def test_notify_never_and_success(self):
         s = self.start(aliases={"loop1@example.test": "loop2@example.test",
                                 "loop2@example.test": "loop1@example.test"})
@@ -76,6 +97,27 @@ class Bounces(DeliveryCase):
         self.assertEqual(per_msg["X-Sluice-Queue-ID"], qid)
         self.assertEqual(rcpts[0]["Action"], "delivered")
         self.assertEqual(rcpts[0]["Status"], "2.0.0")
+
+    def test_success_through_aliases(self):
+        """RFC 3461 6.2.7: a fan-out reports "expanded" (its targets no success
+        DSN); a forward to one address passes NOTIFY on (the target reports)."""
+        s = self.start(aliases={"team@example.test": "user@example.test, bob@example.test",
+                                "fwd@example.test": "bob@example.test"})
+        self.send(s, "team@example.test", BODY, rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+        files = self.wait_files(s.maildir(SENDER), 1)
+        self.wait_spool_empty(s)
+        self.send(s, "fwd@example.test", BODY, rcpt_options=["NOTIFY=SUCCESS"])
+        files = self.wait_files(s.maildir(SENDER), 2)
+        self.wait_spool_empty(s)
+        time.sleep(0.2)
+        files = maildir_files(s.maildir(SENDER))
+        self.assertEqual(len(files), 2)
+        dsns = [parse_dsn(self, f)[2] for f in files]
+        self.assertEqual([(r["Final-Recipient"], r["Action"]) for r in dsns[0]],
+                         [("rfc822; team@example.test", "expanded")])
+        self.assertEqual([(r["Final-Recipient"], r["Action"], r.get("Original-Recipient"))
+                          for r in dsns[1]],
+                         [("rfc822; bob@example.test", "delivered", "rfc822; fwd@example.test")])
 
     def test_never_bounce_a_bounce(self):
         s = self.start(aliases={"loop1@example.test": "loop2@example.test",

@@ -8,10 +8,11 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import time
 
 import sluicetest as st
-from dlvtest import DeliveryCase, SENDER, maildir_files, maildir_names, notify, split_headers
+from dlvtest import DeliveryCase, Receiver, SENDER, maildir_files, maildir_names, notify
 
 BODY = (b"Subject: exact\r\nFrom: alice@example.test\r\nTo: user@example.test\r\n\r\n"
         b".leading dot\r\n..two dots\r\n.\r\nnot the end\r\n"
@@ -39,6 +40,7 @@ class Content(DeliveryCase):
         name = maildir_names(s.maildir("user@example.test"))[0]
         self.assertIn(f"Q{qid}_0.", name)
         self.wait_spool_empty(s)
+        self.wait_log(s, rf"{qid}: removed")
         log = s.log("sluice-delivery")
         self.assertRegex(log, rf"{qid}: to=<user@example\.test>, relay=local, delay=\d+\.\d, "
                               r"tls=none, dsn=2\.0\.0, status=sent \(250 2\.0\.0 ")
@@ -87,6 +89,22 @@ class Aliases(DeliveryCase):
         self.wait_spool_empty(s)
         self.assertEqual(len(maildir_files(s.maildir("keep@example.test"))), 1)
         self.assertEqual(len(maildir_files(s.maildir("bob@example.test"))), 2)
+
+    def test_remote_target(self):
+        """An alias may name remote addresses: handed to the SMTP client."""
+        rcv = Receiver(self)
+        s = self.start(aliases={"fwd@example.test": "user@example.test, far@remote.test"},
+                       mx={"remote.test": rcv})
+        qid = self.send(s, "fwd@example.test", b"Subject: forward\r\n\r\nto two places\r\n")
+        self.wait_spool_empty(s)
+        self.assertEqual(len(maildir_files(s.maildir("user@example.test"))), 1)
+        self.assertTrue(st.wait_until(lambda: rcv.messages, 5))
+        mail_from, rcpts, content = rcv.messages[0]
+        self.assertEqual((mail_from, rcpts), (SENDER, ["far@remote.test"]))
+        self.assertIn(b"to two places", content)
+        self.assertRegex(s.log("sluice-delivery"),
+                         rf"{qid}: to=<far@remote\.test>, orig_to=<fwd@example\.test>, "
+                         rf"relay=mx\.remote\.test\[127\.0\.0\.1\]:{rcv.port}, .*status=sent")
 
     def test_postmaster(self):
         # The harness maps postmaster@ each local domain to user@; drop that
@@ -143,6 +161,11 @@ class Deferral(DeliveryCase):
 
     def test_sigterm_clean(self):
         s = self.start()
+        # One runner per spool: a second one refuses to start (EX_TEMPFAIL).
+        second = subprocess.run([os.path.join(st.BIN, "sluice-delivery"), "-c", s.conf_path],
+                                capture_output=True, text=True, timeout=20)
+        self.assertEqual(second.returncode, 75, second.stderr)
+        self.assertIn("another sluice-delivery", second.stderr)
         self.send(s, "user@example.test", b"Subject: a\r\n\r\nx\r\n")
         self.wait_spool_empty(s)
         s.stop("sluice-delivery")  # raises unless exit 0 without sanitizer reports

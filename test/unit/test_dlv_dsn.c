@@ -91,8 +91,14 @@ static void test_failure_hdrs(void **state)
     make_env(&e);
     dlv_dsn_rcpt list[] = {{&e.rcpts[0], "failed"}, {&e.rcpts[1], "delivered"}};
     dlv_dsn_params p = {
-        .kind = DLV_DSN_FAILURE, .e = &e, .hostname = "mx.a.test", .dsn_id = "18F3A2B4C5D6F1",
-        .now_us = 1700000200000000ll, .orig = ORIG, .orig_len = sizeof(ORIG) - 1, .whole_ok = true,
+        .kind = DLV_DSN_FAILURE,
+        .e = &e,
+        .hostname = "mx.a.test",
+        .dsn_id = "18F3A2B4C5D6F1",
+        .now_us = 1700000200000000ll,
+        .orig = ORIG,
+        .orig_len = sizeof(ORIG) - 1,
+        .whole_ok = true,
     };
     sbuf out;
     sbuf_init(&out, 0);
@@ -139,8 +145,14 @@ static void test_ret_full_and_8bit(void **state)
     const char orig[] = "Subject: caf\xc3\xa9\r\n\r\nbody \xff\r\n";
     dlv_dsn_rcpt list[] = {{&e.rcpts[0], "failed"}};
     dlv_dsn_params p = {
-        .kind = DLV_DSN_FAILURE, .e = &e, .hostname = "mx.a.test", .dsn_id = "18F3A2B4C5D6F1",
-        .now_us = 1700000200000000ll, .orig = orig, .orig_len = sizeof(orig) - 1, .whole_ok = true,
+        .kind = DLV_DSN_FAILURE,
+        .e = &e,
+        .hostname = "mx.a.test",
+        .dsn_id = "18F3A2B4C5D6F1",
+        .now_us = 1700000200000000ll,
+        .orig = orig,
+        .orig_len = sizeof(orig) - 1,
+        .whole_ok = true,
     };
     sbuf out;
     sbuf_init(&out, 0);
@@ -178,9 +190,15 @@ static void test_delay_and_fold(void **state)
     assert_int_equal(envelope_set(&r->dsn_status, "4.3.0"), 0);
     dlv_dsn_rcpt list[] = {{r, "delayed"}};
     dlv_dsn_params p = {
-        .kind = DLV_DSN_DELAY, .e = &e, .hostname = "mx.a.test", .dsn_id = "18F3A2B4C5D6F1",
-        .now_us = 1700000200000000ll, .retry_until_us = 1700432000000000ll,
-        .orig = ORIG, .orig_len = sizeof(ORIG) - 1, .whole_ok = true,
+        .kind = DLV_DSN_DELAY,
+        .e = &e,
+        .hostname = "mx.a.test",
+        .dsn_id = "18F3A2B4C5D6F1",
+        .now_us = 1700000200000000ll,
+        .retry_until_us = 1700432000000000ll,
+        .orig = ORIG,
+        .orig_len = sizeof(ORIG) - 1,
+        .whole_ok = true,
     };
     sbuf out;
     sbuf_init(&out, 0);

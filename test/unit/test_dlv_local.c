@@ -110,8 +110,8 @@ static void test_depth(void **state)
     char text[4096] = "";
     size_t off = 0;
     for (int i = 0; i < DLV_ALIAS_DEPTH_MAX + 2; i++)
-        off += (size_t)snprintf(text + off, sizeof(text) - off, "n%d@a.test n%d@a.test\n", i,
-                                i + 1);
+        off +=
+            (size_t)snprintf(text + off, sizeof(text) - off, "n%d@a.test n%d@a.test\n", i, i + 1);
     map *m = load(text);
     dlv_expansion x;
     assert_int_equal(dlv_alias_expand(m, "n0@a.test", &x), -ELOOP);
@@ -148,9 +148,8 @@ static void test_mailbox_path(void **state)
     (void)state;
     sluice_config cfg;
     const char conf[] = "[server]\nhostname = h.test\nspool = s\n[domains]\nlocal = a.test\n";
-    assert_int_equal(config_load_buffer("/etc/sl/sluice.conf", conf, sizeof(conf) - 1, &cfg,
-                                        quiet, NULL),
-                     0);
+    assert_int_equal(
+        config_load_buffer("/etc/sl/sluice.conf", conf, sizeof(conf) - 1, &cfg, quiet, NULL), 0);
     map *m = load("bob@a.test mail/bob/\n"
                   "abs@a.test /srv/mail/abs\n"
                   "postmaster pm\n");
@@ -226,9 +225,9 @@ static void test_notify_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_not_alias),  cmocka_unit_test(test_fanout_nested),
-        cmocka_unit_test(test_self),       cmocka_unit_test(test_loop),
-        cmocka_unit_test(test_depth),      cmocka_unit_test(test_bad_targets),
+        cmocka_unit_test(test_not_alias),    cmocka_unit_test(test_fanout_nested),
+        cmocka_unit_test(test_self),         cmocka_unit_test(test_loop),
+        cmocka_unit_test(test_depth),        cmocka_unit_test(test_bad_targets),
         cmocka_unit_test(test_mailbox_path), cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_notify_parse),
     };

@@ -268,10 +268,14 @@ static void test_slots_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_order),       cmocka_unit_test(test_lower_and_flags),
-        cmocka_unit_test(test_active_requests), cmocka_unit_test(test_all_due),
-        cmocka_unit_test(test_many),        cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_slots),       cmocka_unit_test(test_slots_drain),
+        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_lower_and_flags),
+        cmocka_unit_test(test_active_requests),
+        cmocka_unit_test(test_all_due),
+        cmocka_unit_test(test_many),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_slots_drain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -292,8 +292,7 @@ static void test_parse_errors(void **state)
                "duplicate rcpt-state");
     ASSERT_BAD("hold: no\n", "", "line 9: missing hold"); /* reported at the first rcpt */
     ASSERT_BAD("rcpt-attempts: 0\n", "", "missing rcpt-attempts");
-    ASSERT_BAD("rcpt-dsn-sent: no\n", "rcpt-dsn-sent: no\nrcpt: x@y.test\n",
-               "missing rcpt-state");
+    ASSERT_BAD("rcpt-dsn-sent: no\n", "rcpt-dsn-sent: no\nrcpt: x@y.test\n", "missing rcpt-state");
     ASSERT_BAD("size: 0\n", "size: 00\n", "bad size");
     ASSERT_BAD("size: 0\n", "size: -1\n", "bad size");
     ASSERT_BAD("size: 0\n", "size: +1\n", "bad size");

@@ -591,6 +591,14 @@ static void test_load_quarantine(void **state)
     assert_int_equal(spool_fs_load(fs, id4, &e), -EBADMSG);
     assert_true(exists(fx->root, "corrupt", id4, ".env"));
 
+    /* An envelope over the size bound (sparse: costs no disk). */
+    char id6[QUEUE_ID_LEN + 1];
+    inject_one(fs, "big\r\n", id6);
+    snprintf(rel, sizeof(rel), "%s/queue/%s.env", fx->root, id6);
+    assert_int_equal(truncate(rel, ENVELOPE_MAX_SIZE + 1), 0);
+    assert_int_equal(spool_fs_load(fs, id6, &e), -EBADMSG);
+    assert_true(exists(fx->root, "corrupt", id6, ".env"));
+
     /* A second quarantine of the same name does not overwrite the first. */
     snprintf(rel, sizeof(rel), "queue/%s.env", id);
     write_file(fx->root, rel, "garbage", 7);
@@ -843,8 +851,11 @@ static void full_disk_child(const char *dir)
         calls = r2[0].calls + r2[1].calls + r2[2].calls + r2[3].calls;
     }
     for (int i = 0; i < 4; i++)
-        if (r2[i].calls != 1 || r2[i].status >= 0)
+        if (r2[i].calls != 1 || r2[i].status >= 0) {
+            dprintf(2, "full disk: message %d: %d calls, status %d\n", i, r2[i].calls,
+                    r2[i].status);
             _exit(18);
+        }
     envelope_free(&e);
     closed = 0;
     spool_close_then(s, on_closed, NULL);
