@@ -106,8 +106,7 @@ int main(int argc, char **argv)
                 r->attempts = 1 + (unsigned)(i % 7);
                 r->last_attempt = now - 60;
                 r->next_attempt = now + 300 + i % 3600;
-                snprintf(reply, sizeof(reply), "451 4.7.1 <%s>: greylisted, try again later",
-                         addr);
+                snprintf(reply, sizeof(reply), "451 4.7.1 <%s>: greylisted, try again later", addr);
                 envelope_set(&r->last_reply, reply);
                 envelope_set(&r->relay, "mx.remote.test[198.51.100.7]:25");
                 envelope_set(&r->dsn_status, "4.7.1");

@@ -48,7 +48,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         n = sizeof(line) - 1;
     /* Log lines may carry client text: never let it forge a second line. */
     for (int i = 0; i < n; i++)
-        if ((unsigned char)line[i] < 0x20)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
             line[i] = ' ';
     if (log_syslog) {
         syslog(prio[lvl], "%s", line);

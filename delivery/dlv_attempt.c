@@ -301,6 +301,22 @@ void dlv_attempt_prepare(dlv_msg *m)
         give_up(m, DLV_PREP_HELD, -1); /* `queue release` asks again */
         return;
     }
+    /*
+     * The data must still be what was acknowledged: size and CRC-32 against
+     * the envelope. A damaged file goes to corrupt/ (logged by the spool),
+     * never to a mailbox.
+     */
+    rc = spool_fs_verify_message(fs, e);
+    if (rc == -EBADMSG || rc == -ENOENT) {
+        log_err("%s: message file damaged or missing; quarantined, not delivered", m->id);
+        give_up(m, DLV_PREP_GONE, -1);
+        return;
+    }
+    if (rc) {
+        log_err("%s: cannot read the message: %s", m->id, strerror(-rc));
+        give_up(m, DLV_PREP_ERROR, now_ms + RETRY_ERROR_MS);
+        return;
+    }
     m->now_us = dlv_now_us();
     int64_t now_s = m->now_us / 1000000;
     bool changed = false;

@@ -101,8 +101,8 @@ static int next_tok(lexer *L, tok *t)
             L->s++;
         }
         if (L->s >= L->end)
-            return lex_error(L, start, c == '"' ? "unterminated quoted string"
-                                                : "unterminated domain literal");
+            return lex_error(
+                L, start, c == '"' ? "unterminated quoted string" : "unterminated domain literal");
         L->s++;
         t->type = c == '"' ? T_QUOTED : T_LITERAL;
     } else if (c == ')' || c == ']') {

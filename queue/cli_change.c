@@ -317,8 +317,8 @@ static void tell_runner(struct change *C, const char *verb, bool all)
         }
         int rc;
         /* A full socket means a busy runner: give it a moment, not up. */
-        for (int tries = 0; (rc = spool_notify_delivery(C->c->cfg.spool, buf, n)) == -EAGAIN &&
-                            tries < 20;
+        for (int tries = 0;
+             (rc = spool_notify_delivery(C->c->cfg.spool, buf, n)) == -EAGAIN && tries < 20;
              tries++) {
             struct timespec ts = {0, 50 * 1000000};
             nanosleep(&ts, NULL);
@@ -373,6 +373,7 @@ static int parse_args(struct change *C, int argc, char **argv, bool *all)
     bool named = C->nids > 0 || C->failed > 0 || from_stdin;
     if (named && (*all || cli_filter_active(&C->f))) {
         fprintf(stderr, "sluice: queue %s: give ids, or --all, or filters - not both\n", cmd);
+        change_usage(stderr, cmd);
         return EX_USAGE;
     }
     if (!named && !*all && !cli_filter_active(&C->f) && C->op != OP_FLUSH) {
@@ -405,8 +406,8 @@ int cli_queue_change(cli_ctx *c, int argc, char **argv)
         return status < 0 ? 0 : status;
     }
     /* Flush without a selection: every message with deferred recipients. */
-    bool flush_all = C.op == OP_FLUSH && C.nids == 0 && C.failed == 0 && !all &&
-                     !cli_filter_active(&C.f);
+    bool flush_all =
+        C.op == OP_FLUSH && C.nids == 0 && C.failed == 0 && !all && !cli_filter_active(&C.f);
     if (flush_all)
         C.f.state = CLI_MSG_DEFERRED;
     C.batch = all || cli_filter_active(&C.f);

@@ -52,8 +52,7 @@ int cli_load_config(cli_ctx *c)
     c->cfg_loaded = true;
     if (rc < 0) {
         /* config_load said why through the diag sink. */
-        cli_err("cannot read the configuration %s (use -c FILE or $SLUICE_CONFIG)",
-                c->config_path);
+        cli_err("cannot read the configuration %s (use -c FILE or $SLUICE_CONFIG)", c->config_path);
         return EX_CONFIG;
     }
     if (!c->cfg.spool || !*c->cfg.spool) {
@@ -133,8 +132,7 @@ void cli_format_age(int64_t secs, char *out, size_t outsz)
     else if (secs < 3600)
         snprintf(out, outsz, "%lldm%02llds", (long long)(secs / 60), (long long)(secs % 60));
     else if (secs < 86400)
-        snprintf(out, outsz, "%lldh%02lldm", (long long)(secs / 3600),
-                 (long long)(secs / 60 % 60));
+        snprintf(out, outsz, "%lldh%02lldm", (long long)(secs / 3600), (long long)(secs / 60 % 60));
     else
         snprintf(out, outsz, "%lldd%02lldh", (long long)(secs / 86400),
                  (long long)(secs / 3600 % 24));

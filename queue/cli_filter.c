@@ -206,8 +206,8 @@ int cli_filter_option(cli_filter *f, int argc, char **argv, int *i)
         if (rc < 0)
             return rc;
         if (cli_parse_duration(v, &f->older_than) != 0) {
-            fprintf(stderr, "sluice: --older-than: bad duration '%s' (e.g. 90s, 15m, 4h, 2d, 1h30m)\n",
-                    v);
+            fprintf(stderr,
+                    "sluice: --older-than: bad duration '%s' (e.g. 90s, 15m, 4h, 2d, 1h30m)\n", v);
             return -1;
         }
         return 1;

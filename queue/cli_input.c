@@ -116,7 +116,8 @@ int cli_field_emit(const cli_input *in, size_t i, sbuf *out)
 bool cli_field_is(const cli_input *in, size_t i, const char *name)
 {
     const cli_field *f = &in->fields[i];
-    return strlen(name) == f->name_len && strncasecmp(in->hdr.data + f->off, name, f->name_len) == 0;
+    return strlen(name) == f->name_len &&
+           strncasecmp(in->hdr.data + f->off, name, f->name_len) == 0;
 }
 
 int cli_field_value(const cli_input *in, size_t i, sbuf *out)
@@ -310,5 +311,63 @@ int cli_input_finish(cli_input *in)
     if (in->lstate == L_TEXT || in->lstate == L_CR_TEXT || (!in->in_body && in->line.len))
         rc = eol(in);
     in->lstate = L_BOL;
+    return rc;
+}
+
+/* ---- the From: field sendmail adds ---- */
+
+int cli_from_field(const char *name, const char *addr, sbuf *out)
+{
+    int rc = sbuf_puts(out, "From: ");
+    if (rc == 0 && name && *name) {
+        bool ascii = true, plain = true;
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+            if (*p >= 0x80 || *p < 0x20 || *p == 0x7f)
+                ascii = false;
+            else if (!strchr(" !#$%&'*+-/=?^_`{|}~", *p) && !(*p >= '0' && *p <= '9') &&
+                     !((*p | 32) >= 'a' && (*p | 32) <= 'z'))
+                plain = false;
+        }
+        if (ascii && plain) {
+            rc = sbuf_printf(out, "%s ", name);
+        } else if (ascii) {
+            /* quoted-string (RFC 5322 3.2.4) */
+            rc = sbuf_puts(out, "\"");
+            for (const char *p = name; *p && rc == 0; p++)
+                rc = (*p == '"' || *p == '\\') ? sbuf_printf(out, "\\%c", *p)
+                                               : sbuf_append(out, p, 1);
+            if (rc == 0)
+                rc = sbuf_puts(out, "\" ");
+        } else {
+            /* One RFC 2047 encoded word per <= 45 bytes, split between
+             * UTF-8 sequences (control characters are encoded too, so no
+             * name can break the header line). */
+            static const char b64[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            const unsigned char *p = (const unsigned char *)name;
+            size_t left = strlen(name);
+            while (left && rc == 0) {
+                size_t k = left < 45 ? left : 45;
+                while (k < left && k > 1 && (p[k] & 0xc0) == 0x80)
+                    k--;
+                rc = sbuf_puts(out, "=?UTF-8?B?");
+                for (size_t i = 0; i < k && rc == 0; i += 3) {
+                    unsigned v = (unsigned)p[i] << 16 | (i + 1 < k ? (unsigned)p[i + 1] << 8 : 0) |
+                                 (i + 2 < k ? p[i + 2] : 0);
+                    char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63],
+                                 i + 1 < k ? b64[v >> 6 & 63] : '=', i + 2 < k ? b64[v & 63] : '='};
+                    rc = sbuf_append(out, q, 4);
+                }
+                if (rc == 0)
+                    rc = sbuf_puts(out, "?= ");
+                p += k;
+                left -= k;
+            }
+        }
+        if (rc == 0)
+            rc = sbuf_printf(out, "<%s>", addr);
+    } else if (rc == 0) {
+        rc = sbuf_puts(out, addr);
+    }
     return rc;
 }

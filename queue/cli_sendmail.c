@@ -146,8 +146,7 @@ static int take_value(struct sm *S, char f, const char *v)
         } else if (strcmp(v, "h") == 0 || strcmp(v, "H") == 0) {
             fprintf(stderr, "sluice: warning: -b%s ignored\n", v);
         } else {
-            fprintf(stderr, "sluice: -b%s is not supported (-bm sends, -bp lists the queue)\n",
-                    v);
+            fprintf(stderr, "sluice: -b%s is not supported (-bm sends, -bp lists the queue)\n", v);
             return EX_USAGE;
         }
         return 0;
@@ -181,7 +180,8 @@ static int take_value(struct sm *S, char f, const char *v)
         return 0;
     case 'B':
         if (strcasecmp(v, "8BITMIME") == 0 || strcasecmp(v, "7BIT") == 0)
-            snprintf(S->body, sizeof(S->body), "%s", strcasecmp(v, "7BIT") == 0 ? "7BIT" : "8BITMIME");
+            snprintf(S->body, sizeof(S->body), "%s",
+                     strcasecmp(v, "7BIT") == 0 ? "7BIT" : "8BITMIME");
         else
             fprintf(stderr, "sluice: warning: -B %s ignored (7BIT or 8BITMIME)\n", v);
         return 0;
@@ -221,7 +221,7 @@ static int parse_args(struct sm *S, int argc, char **argv)
             S->args[S->nargs++] = argv[i];
             continue;
         }
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (strcmp(a, "--help") == 0) { /* not -h: that is sendmail's hop count */
             sm_usage(stdout);
             return 0;
         }
@@ -282,57 +282,7 @@ static int from_field(const struct sm *S, sbuf *out)
             name = gecos;
         }
     }
-    int rc = sbuf_puts(out, "From: ");
-    if (rc == 0 && name && *name) {
-        bool ascii = true, plain = true;
-        for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-            if (*p >= 0x80 || *p < 0x20 || *p == 0x7f)
-                ascii = false;
-            else if (!strchr(" !#$%&'*+-/=?^_`{|}~", *p) && !(*p >= '0' && *p <= '9') &&
-                     !((*p | 32) >= 'a' && (*p | 32) <= 'z'))
-                plain = false;
-        }
-        if (ascii && plain) {
-            rc = sbuf_printf(out, "%s ", name);
-        } else if (ascii) {
-            /* quoted-string (RFC 5322 3.2.4) */
-            rc = sbuf_puts(out, "\"");
-            for (const char *p = name; *p && rc == 0; p++)
-                rc = (*p == '"' || *p == '\\') ? sbuf_printf(out, "\\%c", *p)
-                                               : sbuf_append(out, p, 1);
-            if (rc == 0)
-                rc = sbuf_puts(out, "\" ");
-        } else {
-            /* One RFC 2047 encoded word per <= 45 bytes, split between
-             * UTF-8 sequences; control characters dropped. */
-            static const char b64[] =
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            const unsigned char *p = (const unsigned char *)name;
-            size_t left = strlen(name);
-            while (left && rc == 0) {
-                size_t k = left < 45 ? left : 45;
-                while (k < left && k > 1 && (p[k] & 0xc0) == 0x80)
-                    k--;
-                rc = sbuf_puts(out, "=?UTF-8?B?");
-                for (size_t i = 0; i < k && rc == 0; i += 3) {
-                    unsigned v = (unsigned)p[i] << 16 | (i + 1 < k ? (unsigned)p[i + 1] << 8 : 0) |
-                                 (i + 2 < k ? p[i + 2] : 0);
-                    char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63],
-                                 i + 1 < k ? b64[v >> 6 & 63] : '=', i + 2 < k ? b64[v & 63] : '='};
-                    rc = sbuf_append(out, q, 4);
-                }
-                if (rc == 0)
-                    rc = sbuf_puts(out, "?= ");
-                p += k;
-                left -= k;
-            }
-        }
-        if (rc == 0)
-            rc = sbuf_printf(out, "<%s>", addr);
-    } else if (rc == 0) {
-        rc = sbuf_puts(out, addr);
-    }
-    return rc;
+    return cli_from_field(name, addr, out);
 }
 
 /* Reads standard input into in until the header section is complete. */
@@ -410,7 +360,8 @@ static int smtp_fail(cli_smtp *sm, int rc, const char *what, const char *sock)
         fprintf(stderr, "sluice: %s: %s; not sent\n", what, strerror(-rc));
         return EX_TEMPFAIL;
     }
-    fprintf(stderr, "sluice: %s: %s%s\n", what, sm->reply, rc >= 500 || rc < 400 ? "" : " (try again later)");
+    fprintf(stderr, "sluice: %s: %s%s\n", what, sm->reply,
+            rc >= 500 || rc < 400 ? "" : " (try again later)");
     return rc >= 400 && rc < 500 ? EX_TEMPFAIL : EX_UNAVAILABLE;
 }
 
@@ -476,12 +427,20 @@ static int drain(cli_smtp *sm, sbuf *out, const char *sock)
 {
     int rc = out->len ? cli_smtp_write(sm, out->data, out->len) : 0;
     sbuf_reset(out);
-    return rc ? smtp_fail(sm, rc, "sending the message", sock) : 0;
+    if (rc == 0)
+        return 0;
+    /* A server that stops reading usually said why first: report that. */
+    int code = cli_smtp_reply(sm, 2000);
+    if (code > 0) {
+        int st = smtp_fail(sm, code, "message refused", sock);
+        return strstr(sm->reply, " 5.3.4") ? EX_DATAERR : st;
+    }
+    return smtp_fail(sm, rc, "sending the message", sock);
 }
 
 /* Sends the header section, then streams the rest of standard input. */
-static int send_message(struct sm *S, cli_smtp *sm, cli_input *in, sbuf *out, char *buf,
-                        bool eof, const char *sock)
+static int send_message(struct sm *S, cli_smtp *sm, cli_input *in, sbuf *out, char *buf, bool eof,
+                        const char *sock)
 {
     sbuf head;
     sbuf_init(&head, 0);
@@ -519,8 +478,7 @@ static int send_message(struct sm *S, cli_smtp *sm, cli_input *in, sbuf *out, ch
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fprintf(stderr, "sluice: cannot read standard input: %s; not sent\n",
-                    strerror(errno));
+            fprintf(stderr, "sluice: cannot read standard input: %s; not sent\n", strerror(errno));
             return EX_IOERR;
         }
         eof = n == 0;

@@ -77,7 +77,8 @@ static int show_envelope(const envelope *e, int64_t now_us)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
         /* The version and end lines are the file's framing, not data. */
-        if (!(n > 4 && strncmp(p, "end:", 4) == 0) && !(n > 15 && strncmp(p, "sluice-envelope", 15) == 0))
+        if (!(n > 4 && strncmp(p, "end:", 4) == 0) &&
+            !(n > 15 && strncmp(p, "sluice-envelope", 15) == 0))
             show_line(p, n, now_us / 1000000);
         p += n + 1;
     }

@@ -106,6 +106,10 @@ static int move_foreign(spool_fs *fs, int dirfd, const char *folder, const char 
 static int remove_leftover(spool_fs *fs, int dirfd, const char *name, const char *id,
                            bool need_orphan)
 {
+    /* The common case, a committed message: no lock needed to see that
+     * (and none taken, so a runner's lock attempt never fails on us). */
+    if (need_orphan && exists_in(fs->queue_fd, id, SPOOL_EXT_ENV))
+        return 0;
     int fd = lock_id(fs, id);
     if (fd == -EWOULDBLOCK)
         return 0; /* a live receive, commit or update owns it */

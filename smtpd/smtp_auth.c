@@ -51,7 +51,47 @@ struct smtp_auth {
     char user[SMTP_AUTH_USER_MAX + 1];
     char out[SMTP_AUTH_LINE_MAX + 1]; /* base64 challenge */
     char dec[AUTH_DECODED_MAX + 1];   /* decoded client data: zeroed after use */
+    bool login;       /* the LOGIN mechanism: its first client datum is the user name */
+    bool bogus_login; /* a refused LOGIN user name: ask for the password, then fail */
+    unsigned steps;   /* client data given to Cyrus so far */
 };
+
+/*
+ * Cyrus 2.1.28's LOGIN plugin keeps its copy of the password when the user
+ * name is then refused (empty, or with spaces or control bytes): about a
+ * password's worth of memory leaked per attempt. Such names can never log
+ * in, so they are refused here, before Cyrus sees them.
+ */
+static bool login_user_ok(const char *p, unsigned len)
+{
+    if (len == 0 || len > SMTP_AUTH_USER_MAX)
+        return false;
+    for (unsigned i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/*
+ * The dialogue goes on as for any user name ("334 Password:"), so clients
+ * stay in step and nothing tells a refused name from an unknown one.
+ */
+static void fake_password_prompt(smtp_auth *a, smtp_auth_result *res)
+{
+    static const char prompt[] = "UGFzc3dvcmQ6"; /* base64 "Password:" */
+    a->bogus_login = true;
+    memcpy(a->out, prompt, sizeof(prompt));
+    res->status = SMTP_AUTH_CONTINUE;
+    res->challenge = a->out;
+    res->challenge_len = sizeof(prompt) - 1;
+    res->user = NULL;
+}
+
+/* Whether the client datum about to go to Cyrus is a LOGIN user name that must not. */
+static bool login_user_refused(const smtp_auth *a, unsigned inlen)
+{
+    return a->login && a->steps == 0 && !login_user_ok(a->dec, inlen);
+}
 
 /*
  * Set once by smtp_auth_init before any thread can call into Cyrus, read-only
@@ -624,6 +664,14 @@ int smtp_auth_start(smtp_auth *a, const char *mech, const char *initial_response
         }
         in = a->dec; /* non-NULL even when empty: "an empty initial response" */
     }
+    a->login = strcmp(up, "LOGIN") == 0;
+    if (in && login_user_refused(a, inlen)) {
+        explicit_bzero(a->dec, inlen);
+        fake_password_prompt(a, res);
+        return 0;
+    }
+    if (in)
+        a->steps++;
     if (!sasldb_readable()) {
         explicit_bzero(a->dec, inlen);
         set_status(a, res, SMTP_AUTH_TEMP);
@@ -660,6 +708,17 @@ int smtp_auth_step(smtp_auth *a, const char *line, size_t len, smtp_auth_result 
         set_status(a, res, st);
         return 0;
     }
+    if (a->bogus_login) {
+        explicit_bzero(a->dec, inlen); /* the password of a name that cannot exist */
+        set_status(a, res, SMTP_AUTH_FAIL);
+        return 0;
+    }
+    if (login_user_refused(a, inlen)) {
+        explicit_bzero(a->dec, inlen);
+        fake_password_prompt(a, res);
+        return 0;
+    }
+    a->steps++;
     const char *sout = NULL;
     unsigned soutlen = 0;
     int r = sasl_server_step(a->conn, a->dec, inlen, &sout, &soutlen);

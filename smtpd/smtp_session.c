@@ -96,9 +96,19 @@ static void on_timeout(uv_timer_t *t)
     char msg[300];
     int n = snprintf(msg, sizeof(msg), "421 4.4.2 %s Error: timeout exceeded\r\n",
                      s->srv->cfg->hostname);
+    /* Before a TLS handshake completes, no reply can be read: just close. */
     if (!s->writing && n > 0) {
-        uv_buf_t b = uv_buf_init(msg, (unsigned)n);
-        uv_try_write(&s->io.stream, &b, 1);
+        if (!s->tls_on) {
+            uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+            uv_try_write(&s->io.stream, &b, 1);
+        } else if (s->tls.handshake_done && tls_conn_write(&s->tls, msg, (size_t)n) == 0) {
+            /* under TLS the goodbye must be a TLS record too */
+            char rec[1024];
+            size_t len = tls_conn_take(&s->tls, rec, sizeof(rec));
+            uv_buf_t b = uv_buf_init(rec, (unsigned)len);
+            if (len)
+                uv_try_write(&s->io.stream, &b, 1);
+        }
     }
     smtp_session_close(s);
 }
@@ -539,6 +549,12 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
     smtp_rdns_start(s);
     /* Local submissions are not network clients: no per-IP accounting. */
     int lim = kind == LISTEN_LOCAL ? 0 : smtp_server_conn_add(srv, (struct sockaddr *)&s->peer);
+    if (lim < 0 && kind == LISTEN_SMTPS) {
+        /* Before the handshake a plaintext 421 would only be a TLS error. */
+        log_info("reject: connect from %s[%s]: too many connections", s->peer_name, s->peer_ip);
+        smtp_session_close(s);
+        return;
+    }
     if (lim < 0) {
         smtp_reply(s, "421 4.7.0 %s Error: too many connections%s", srv->cfg->hostname,
                    lim == -EUSERS ? " from your address" : "");

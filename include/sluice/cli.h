@@ -222,15 +222,22 @@ int cli_field_emit(const cli_input *in, size_t i, sbuf *out);
 /* Appends a header line (name: value, folded the same way) to out. */
 int cli_header_emit(sbuf *out, const char *text, size_t len);
 
+/*
+ * Appends "From: NAME <addr>" (or "From: addr" when name is NULL or
+ * empty) without a line end. The name is written as atoms when it can be,
+ * else as a quoted-string, else (not ASCII) as RFC 2047 encoded words.
+ */
+int cli_from_field(const char *name, const char *addr, sbuf *out);
+
 /* ---- an SMTP client over the local submit socket (cli_smtp.c) ---- */
 
 typedef struct cli_smtp {
     int fd;
-    bool verbose;          /* the dialogue on stderr (sendmail -v) */
-    char in[8192];         /* bytes read, not yet parsed */
+    bool verbose;  /* the dialogue on stderr (sendmail -v) */
+    char in[8192]; /* bytes read, not yet parsed */
     size_t inlen;
-    int code;              /* of the last reply */
-    char reply[1024];      /* its last line, "NNN text" */
+    int code;         /* of the last reply */
+    char reply[1024]; /* its last line, "NNN text" */
 } cli_smtp;
 
 /* Connects to the unix stream socket at path. 0 or a negative errno. */

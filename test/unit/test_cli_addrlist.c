@@ -107,8 +107,8 @@ static void test_groups(void **state)
 {
     (void)state;
     expect("undisclosed-recipients:;", NULL);
-    expect("A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;",
-           "c@a.test", "joe@where.test", "jdoe@one.test", NULL);
+    expect("A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;", "c@a.test",
+           "joe@where.test", "jdoe@one.test", NULL);
     expect("friends: a@x.test, b@x.test; other@y.test", "a@x.test", "b@x.test", "other@y.test",
            NULL);
     expect("open group: a@x.test, b@x.test", "a@x.test", "b@x.test", NULL); /* no ';' */

@@ -23,17 +23,35 @@ static void test_durations(void **state)
     static const struct {
         const char *s;
         int64_t secs;
-    } ok[] = {{"0", 0},          {"90", 90},        {"90s", 90},          {"15m", 900},
-              {"4h", 14400},     {"2d", 172800},    {"1w", 604800},       {"1h30m", 5400},
-              {"1d2h3m4s", 93784}, {"0s", 0},       {"315360000000", 315360000000}};
+    } ok[] = {{"0", 0},
+              {"90", 90},
+              {"90s", 90},
+              {"15m", 900},
+              {"4h", 14400},
+              {"2d", 172800},
+              {"1w", 604800},
+              {"1h30m", 5400},
+              {"1d2h3m4s", 93784},
+              {"0s", 0},
+              {"315360000000", 315360000000}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         int64_t v = -1;
         assert_int_equal(cli_parse_duration(ok[i].s, &v), 0);
         assert_true(v == ok[i].secs);
     }
-    static const char *const bad[] = {"",    "h",    "5x",   "-5m",  "1.5h", "1h30",
-                                      " 5m", "5m ",  "5 m",  "m5",   "99999999999999999999",
-                                      "315360000001", "5200000000w"};
+    static const char *const bad[] = {"",
+                                      "h",
+                                      "5x",
+                                      "-5m",
+                                      "1.5h",
+                                      "1h30",
+                                      " 5m",
+                                      "5m ",
+                                      "5 m",
+                                      "m5",
+                                      "99999999999999999999",
+                                      "315360000001",
+                                      "5200000000w"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t v = 7;
         if (cli_parse_duration(bad[i], &v) != -EINVAL)
@@ -206,8 +224,8 @@ static void test_utf8_clean(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_durations),     cmocka_unit_test(test_states),
-        cmocka_unit_test(test_addr_patterns), cmocka_unit_test(test_filter),
+        cmocka_unit_test(test_durations),      cmocka_unit_test(test_states),
+        cmocka_unit_test(test_addr_patterns),  cmocka_unit_test(test_filter),
         cmocka_unit_test(test_filter_options), cmocka_unit_test(test_utf8_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -234,13 +234,45 @@ static void test_header_emit(void **state)
     sbuf_free(&w);
 }
 
+static void from(const char *name, const char *want)
+{
+    sbuf w;
+    sbuf_init(&w, 0);
+    assert_int_equal(cli_from_field(name, "a@x.test", &w), 0);
+    assert_string_equal(w.data, want);
+    sbuf_free(&w);
+}
+
+static void test_from_field(void **state)
+{
+    (void)state;
+    from(NULL, "From: a@x.test");
+    from("", "From: a@x.test");
+    from("Build Robot", "From: Build Robot <a@x.test>");
+    from("J. Smith", "From: \"J. Smith\" <a@x.test>");
+    from("Smith, \"J\" \\", "From: \"Smith, \\\"J\\\" \\\\\" <a@x.test>");
+    from("J\xc3\xb6rg", "From: =?UTF-8?B?SsO2cmc=?= <a@x.test>");
+    from("a\r\nBcc: x", "From: =?UTF-8?B?YQ0KQmNjOiB4?= <a@x.test>");
+    /* Long names: several encoded words, never splitting a UTF-8 sequence. */
+    char name[200] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(name, "\xc3\xa9");
+    sbuf w;
+    sbuf_init(&w, 0);
+    assert_int_equal(cli_from_field(name, "a@x.test", &w), 0);
+    assert_non_null(strstr(w.data, "?= =?UTF-8?B?"));
+    for (char *p = w.data; (p = strstr(p, "=?UTF-8?B?")); p += 10)
+        assert_true(strchr(p, '?') && strstr(p + 10, "?=") - (p + 10) <= 60);
+    sbuf_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_line_ends),    cmocka_unit_test(test_dots),
+        cmocka_unit_test(test_line_ends),      cmocka_unit_test(test_dots),
         cmocka_unit_test(test_header_section), cmocka_unit_test(test_fields),
-        cmocka_unit_test(test_long_lines),   cmocka_unit_test(test_header_bound),
-        cmocka_unit_test(test_header_emit),
+        cmocka_unit_test(test_long_lines),     cmocka_unit_test(test_header_bound),
+        cmocka_unit_test(test_header_emit),    cmocka_unit_test(test_from_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

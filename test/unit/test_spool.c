@@ -65,7 +65,7 @@ static int teardown(void **state)
 
 static int count_files(const char *root, const char *sub)
 {
-    char path[512];
+    char path[1200];
     snprintf(path, sizeof(path), "%s/%s", root, sub);
     DIR *d = opendir(path);
     if (!d)
@@ -81,7 +81,7 @@ static int count_files(const char *root, const char *sub)
 
 static bool exists(const char *root, const char *sub, const char *id, const char *ext)
 {
-    char path[512];
+    char path[1200];
     struct stat st;
     snprintf(path, sizeof(path), "%s/%s/%s%s", root, sub, id, ext);
     return lstat(path, &st) == 0;
@@ -89,7 +89,7 @@ static bool exists(const char *root, const char *sub, const char *id, const char
 
 static mode_t mode_of(const char *root, const char *rel)
 {
-    char path[512];
+    char path[1200];
     struct stat st;
     snprintf(path, sizeof(path), "%s/%s", root, rel);
     if (lstat(path, &st) != 0)
@@ -99,7 +99,7 @@ static mode_t mode_of(const char *root, const char *rel)
 
 static void write_file(const char *root, const char *rel, const void *data, size_t len)
 {
-    char path[512];
+    char path[1200];
     snprintf(path, sizeof(path), "%s/%s", root, rel);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
