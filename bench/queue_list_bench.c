@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     char body[1200];
     sbuf text;
     sbuf_init(&text, 0);
-    char path[4096], reply[200];
+    char path[4096], reply[300];
     int64_t now = (int64_t)time(NULL);
     srand(42);
     for (long i = 0; i < n; i++) {

@@ -41,21 +41,33 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 echo "filled in $(echo "$end - $start" | bc) s ($(du -sh "$tmp/spool" | cut -f1))"
 
-# Runs a command three times; prints the best and worst wall time.
+# Runs a command three times; prints the best and worst wall time, and the
+# CPU time (user + system) of the best run: on a shared machine the wall
+# time swings with the load, the CPU time much less.
 timeit() {
     label=$1
     shift
-    best=; worst=
+    best=; worst=; cpu=
     for _ in 1 2 3; do
         s=$(date +%s.%N)
-        "$@" >"$tmp/out" 2>"$tmp/err" || { echo "$label failed:"; cat "$tmp/err"; exit 1; }
+        if [ -x /usr/bin/time ]; then
+            /usr/bin/time -f '%U %S' -o "$tmp/cpu" "$@" >"$tmp/out" 2>"$tmp/err" ||
+                { echo "$label failed:"; cat "$tmp/err"; exit 1; }
+        else
+            "$@" >"$tmp/out" 2>"$tmp/err" || { echo "$label failed:"; cat "$tmp/err"; exit 1; }
+            echo "0 0" >"$tmp/cpu"
+        fi
         e=$(date +%s.%N)
         t=$(echo "$e - $s" | bc)
-        if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi
+        if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then
+            best=$t
+            cpu=$(awk '{print $1 + $2}' "$tmp/cpu")
+        fi
         if [ -z "$worst" ] || [ "$(echo "$t > $worst" | bc)" = 1 ]; then worst=$t; fi
     done
-    printf '%-40s best %6.2f s  worst %6.2f s  (%s lines, %s bytes)\n' "$label" "$best" "$worst" \
-        "$(wc -l <"$tmp/out")" "$(wc -c <"$tmp/out")"
+    printf '%-36s best %5.2f s (cpu %5.2f s)  worst %5.2f s  %8s lines %10s bytes\n' \
+        "$label" "$best" "$cpu" "$worst" "$(wc -l <"$tmp/out")" "$(wc -c <"$tmp/out")"
+    echo "    load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # A cold first pass: the page cache holds what `fill` wrote, so this is

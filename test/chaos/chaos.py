@@ -42,6 +42,8 @@ SLUICE_KEEP=1 keeps the run's folder (printed).
 import argparse
 import base64
 import collections
+import email
+import email.policy
 import hashlib
 import json
 import os
@@ -53,6 +55,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,13 +82,19 @@ RCPT_DEST = {
     "team@example.test": [("local", "alice"), ("local", "bob")],
     "far1@remote.test": [("remote", "far1@remote.test")],
     "far2@remote.test": [("remote", "far2@remote.test")],
+    "bounce@remote.test": [],  # the receiver says 550 at RCPT: a DSN goes to the sender
 }
+BOUNCE_RCPT = "bounce@remote.test"
 RCPT_WEIGHTS = {
     "user@example.test": 4, "alice@example.test": 3, "bob@example.test": 3,
     "team@example.test": 1, "far1@remote.test": 3, "far2@remote.test": 2,
+    "bounce@remote.test": 1,
 }
 TOKEN_RE = re.compile(rb"CHAOS-[0-9a-f]{8}-\d+-\d+")
 BODY_RE = re.compile(rb"^X-Chaos-Body: (\d+) ([0-9a-f]{64})$", re.M)
+
+
+SLOW_START = 4.0  # seconds: a restart slower than this is looked at (/proc/PID/stack)
 
 
 def log(msg):
@@ -130,6 +139,29 @@ def make_message(token, sender, rcpts, size):
             f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\n"
             f"X-Chaos-Token: {t}\nX-Chaos-Body: {len(body)} {digest}\n\n").encode()
     return (head + body).replace(b"\n", b"\r\n")
+
+
+def check_dsn(data):
+    """For a DSN (multipart/report): (token of the bounced message, problem
+    or None); None when data is not a DSN."""
+    norm = data.replace(b"\r\n", b"\n")
+    msg = email.message_from_bytes(norm, policy=email.policy.compat32)
+    if msg.get_content_type() != "multipart/report":
+        return None
+    m = TOKEN_RE.search(norm)
+    token = m.group(0) if m else None
+    boundary = msg.get_boundary()
+    if not boundary or (b"\n--" + boundary.encode() + b"--") not in norm:
+        return token, "DSN without its closing MIME boundary"
+    parts = msg.get_payload()
+    if len(parts) < 3 or parts[1].get_content_type() != "message/delivery-status":
+        return token, "DSN without its three parts"
+    if token is None:
+        return None, "DSN without the original's token"
+    status = parts[1].as_string()
+    if BOUNCE_RCPT not in status or not re.search(r"Status: 5\.\d+\.\d+", status):
+        return token, f"DSN for another recipient or status: {status[:300]!r}"
+    return token, None
 
 
 def check_copy(data):
@@ -306,6 +338,9 @@ class Chaos:
         self.problems = []
         self.notes = []
         self.odd_lines = []
+        self.snapshots = 0
+        self.slow_starts = []
+        self.start_times = collections.defaultdict(list)
 
     # ---- set-up ----
 
@@ -336,9 +371,12 @@ class Chaos:
 
     def start_receiver(self):
         log_path = os.path.join(self.s.dir, "receiver.log")
+        rules = os.path.join(self.s.dir, "receiver.rules")
+        with open(rules, "w") as f:
+            f.write(f"{BOUNCE_RCPT} 550 5.1.1 no such user here\n")
         argv = [sys.executable, os.path.join(SRC, "test", "integration", "peer_smtpd.py"),
                 "--port", str(self.recv_port), "--record", self.recv_dir,
-                "--listen", "127.0.0.1:"]
+                "--listen", "127.0.0.1:", "--rules", rules]
         p = st.spawn(argv, log_path)
         self.receiver = st.Daemon("receiver", p, log_path)
         if not st.wait_until(lambda: not self.receiver.alive() or "READY" in self.receiver.log()):
@@ -348,6 +386,7 @@ class Chaos:
 
     def start_workers(self):
         kinds = ["mx"] * self.o.mx + ["submission"] * self.o.submission + ["smtps"] * self.o.smtps
+        self.worker_kind = dict(enumerate(kinds))
         for i, kind in enumerate(kinds):
             cfg = {"id": i, "kind": kind, "port": self.s.port(kind), "run": self.run_id,
                    "seed": self.rng.getrandbits(32), "timeout": self.o.client_timeout,
@@ -359,6 +398,13 @@ class Chaos:
             p = st.spawn(argv, os.path.join(self.results_dir, f"client-{i}.log"), env=env)
             self.workers.append(p)
         log(f"{len(kinds)} clients: {', '.join(kinds)}")
+
+    def dsn_dest(self, token):
+        wid = int(token.split(b"-")[2])
+        kind = self.worker_kind[wid]
+        if kind == "mx":
+            return ("remote", f"sender{wid}@{REMOTE_DOMAIN}")
+        return ("local", "user")
 
     def stop_workers(self):
         for p in self.workers:
@@ -407,7 +453,57 @@ class Chaos:
         if prog == "sluice-delivery":
             self.last_delivery_kill = time.time()
 
+    def snapshot_check(self, when):
+        """Right after a kill: every committed envelope in queue/ is complete
+        (end line, CRC) and its message file exists with the size it names."""
+        s = self.s
+        self.snapshots += 1
+        for name in s.spool_files("queue"):
+            if not name.endswith(".env"):
+                continue
+            qid = name[:-4]
+            try:
+                with open(s.spool_path("queue", name), "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue  # delivered and removed meanwhile
+            env = st.Envelope(data)
+            if not (env.complete and env.crc_ok):
+                self.problems.append(f"{when}: queue/{name} is not a complete envelope: {data[-300:]!r}")
+                continue
+            try:
+                size = os.stat(s.spool_path("queue", qid + ".msg")).st_size
+            except FileNotFoundError:
+                if os.path.exists(s.spool_path("queue", name)):
+                    self.problems.append(f"{when}: queue/{name} without its .msg")
+                continue
+            if str(size) != env.get("size"):
+                self.problems.append(f"{when}: queue/{qid}.msg is {size} bytes, its envelope "
+                                     f"says {env.get('size')}")
+
+    def slow_start_probe(self, prog, t0):
+        """Runs when a restart takes long: what is the new process doing?"""
+        d = self.s.daemons.get(prog)
+        if d is None or not d.alive():
+            return
+        info = []
+        for what in ("wchan", "stack", "status"):
+            try:
+                with open(f"/proc/{d.pid}/{what}") as f:
+                    text = f.read()
+            except OSError as e:
+                text = str(e)
+            if what == "status":
+                text = " ".join(line for line in text.splitlines()
+                                 if line.startswith(("State", "voluntary", "nonvoluntary")))
+            info.append(f"{what}: {text.strip()}")
+        self.slow_starts.append(f"{prog} pid {d.pid} not ready {time.monotonic() - t0:.1f}s "
+                                f"after its start: " + " | ".join(info))
+
     def restart(self, prog):
+        t0 = time.monotonic()
+        probe = threading.Timer(SLOW_START, self.slow_start_probe, (prog, t0))
+        probe.start()
         try:
             if prog == "sluice-smtpd":
                 self.s.start_smtpd()
@@ -415,6 +511,10 @@ class Chaos:
                 self.s.start_delivery()
         except AssertionError as e:
             raise ChaosError(f"restart of {prog} failed: {e}")
+        finally:
+            probe.cancel()
+        took = time.monotonic() - t0
+        self.start_times[prog].append(took)
 
     def one_kill(self):
         r = self.rng.random()
@@ -426,6 +526,7 @@ class Chaos:
             victims = ["sluice-delivery"]
         for v in victims:
             self.kill(v, "both" if len(victims) == 2 else "")
+        self.snapshot_check(f"after kill #{sum(self.kills.values())} ({'+'.join(victims)})")
         time.sleep(self.rng.uniform(0, 0.3))
         for v in victims:
             if self.rng.random() < 0.1:
@@ -449,7 +550,10 @@ class Chaos:
                                   f"{sum(self.kills.values())} kills (asked for {self.o.kills})")
                 log(self.notes[-1])
                 break
-            time.sleep(self.rng.uniform(lo, hi))
+            if self.rng.random() < 0.15:
+                time.sleep(self.rng.uniform(0, min(lo, 0.3)))  # a burst: hit a fresh process
+            else:
+                time.sleep(self.rng.uniform(lo, hi))
             for p in self.workers:
                 if p.poll() is not None:
                     raise ChaosError(f"client pid {p.pid} died with {p.returncode}")
@@ -575,6 +679,7 @@ class Chaos:
     def collect(self):
         """{token: Counter(dest -> copies)}, bad files, foreign files."""
         got = collections.defaultdict(collections.Counter)
+        dsns = collections.defaultdict(collections.Counter)
         bad, foreign = [], []
         tmp_left = []
         for user in USERS:
@@ -587,6 +692,14 @@ class Chaos:
                     path = os.path.join(d, name)
                     with open(path, "rb") as f:
                         data = f.read()
+                    dsn = check_dsn(data)
+                    if dsn is not None:
+                        tok, problem = dsn
+                        if problem:
+                            bad.append((path, problem, len(data)))
+                        if tok is not None:
+                            dsns[tok][("local", user)] += 1
+                        continue
                     tok, problem = check_copy(data)
                     if tok is None:
                         foreign.append((path, data[:1500]))
@@ -613,6 +726,15 @@ class Chaos:
                             rcpts.append(line[5:].strip())
             except FileNotFoundError:
                 bad.append((path, "no .txt record", len(data)))
+            dsn = check_dsn(data)
+            if dsn is not None:
+                tok, problem = dsn
+                if problem:
+                    bad.append((path, problem, len(data)))
+                if tok is not None:
+                    for r in rcpts:
+                        dsns[tok][("remote", r.lower())] += 1
+                continue
             tok, problem = check_copy(data)
             if tok is None:
                 foreign.append((path, data[:1500]))
@@ -621,15 +743,17 @@ class Chaos:
                 bad.append((path, problem, len(data)))
             for r in rcpts:
                 got[tok][("remote", r.lower())] += 1
-        return got, bad, foreign, tmp_left
+        return got, dsns, bad, foreign, tmp_left
 
     def verify(self):
         sent = self.read_results()
-        got, bad, foreign, tmp_left = self.collect()
+        got, dsns, bad, foreign, tmp_left = self.collect()
         by_status = collections.Counter(v[0] for v in sent.values())
         lost, dup_local, dup_remote, phantom, wrong_place = [], [], [], [], []
         unacked = unacked_delivered = 0
         partial_unacked = []
+        dsn_lost, dsn_dup, dsn_unexpected = [], [], []
+        dsn_expected = 0
         for tok, (status, rcpts, size, t0, t1, detail) in sent.items():
             want = set()
             for r in rcpts:
@@ -640,10 +764,21 @@ class Chaos:
                     wrong_place.append((tok, dest, n))
                 elif n > 1:
                     (dup_local if dest[0] == "local" else dup_remote).append((tok, dest, n))
+            dsn_have = dsns.get(tok, collections.Counter())
+            dsn_want = self.dsn_dest(tok) if BOUNCE_RCPT in rcpts else None
+            for dest, n in dsn_have.items():
+                if dest != dsn_want:
+                    dsn_unexpected.append((tok, status, dest, n))
+                elif n > 1:
+                    dsn_dup.append((tok, dest, n))
             if status == "ACK":
                 for dest in want:
                     if have.get(dest, 0) == 0:
                         lost.append((tok, dest, t0, t1, detail))
+                if dsn_want is not None:
+                    dsn_expected += 1
+                    if dsn_have.get(dsn_want, 0) == 0:
+                        dsn_lost.append((tok, dsn_want, t0, t1, detail))
             elif status in ("NOREPLY", "TEMP"):
                 unacked += 1
                 if have:
@@ -651,9 +786,9 @@ class Chaos:
                     if set(have) != want:
                         partial_unacked.append((tok, status, sorted(want), dict(have)))
             elif status in ("NOTSENT", "PERM"):
-                if have:
-                    phantom.append((tok, status, dict(have), detail))
-        extra = [t for t in got if t not in sent]
+                if have or dsn_have:
+                    phantom.append((tok, status, dict(have), dict(dsn_have), detail))
+        extra = [t for t in list(got) + list(dsns) if t not in sent]
         ld = sum(n - 1 for _, _, n in dup_local)
         rd = sum(n - 1 for _, _, n in dup_remote)
         tmp_young = [t for t in tmp_left if t[1] > self.last_delivery_kill + 1.0]
@@ -666,6 +801,9 @@ class Chaos:
             "noreply": by_status["NOREPLY"], "bad_files": len(bad), "foreign": len(foreign),
             "tmp_leftovers": len(tmp_left), "phantom": len(phantom),
             "copies": sum(sum(c.values()) for c in got.values()),
+            "dsn_expected": dsn_expected, "dsn_lost": len(dsn_lost),
+            "dsn_dup": sum(n - 1 for _, _, n in dsn_dup),
+            "dsns": sum(sum(c.values()) for c in dsns.values()),
         }
 
         def show(items, n=20):
@@ -682,6 +820,14 @@ class Chaos:
         if phantom:
             self.problems.append(f"delivered though never acknowledged nor completed "
                                  f"(NOTSENT/PERM): {len(phantom)}:\n  {show(phantom)}")
+        if dsn_lost:
+            self.problems.append(f"LOST DSNs: {len(dsn_lost)} acknowledged messages with a bounced "
+                                 f"recipient and no DSN at their sender:\n  {show(dsn_lost)}")
+        if dsn_unexpected:
+            self.problems.append(f"DSNs nobody should have got: {show(dsn_unexpected)}")
+        if dsn_dup:
+            self.notes.append(f"duplicate DSNs (documented: a crash between the DSN inject and "
+                              f"the envelope update): {show(dsn_dup)}")
         if wrong_place:
             self.problems.append(f"copies where they do not belong: {show(wrong_place)}")
         if bad:
@@ -744,7 +890,17 @@ class Chaos:
             f"client outcomes: ACK {m['acked']}, NOREPLY {m['noreply']}, TEMP {m['temp']}, "
             f"PERM {m['perm']}, NOTSENT {m['notsent']}; copies found {m['copies']}; "
             f"earlier copies found by delivery key {m['dup_saved']}; "
+            f"DSNs expected {m['dsn_expected']}, found {m['dsns']} (lost {m['dsn_lost']}, "
+            f"duplicated {m['dsn_dup']}); "
             f"Maildir tmp/ leftovers {m['tmp_leftovers']}")
+        for prog, times in sorted(self.start_times.items()):
+            times = sorted(times)
+            n = len(times)
+            self.notes.append(f"{prog}: {n} restarts, ready after median {times[n // 2]:.2f}s, "
+                              f"p90 {times[int(n * 0.9)]:.2f}s, max {times[-1]:.2f}s")
+        if self.slow_starts:
+            self.notes.append(f"{len(self.slow_starts)} slow restarts (> {SLOW_START}s):\n  "
+                              + "\n  ".join(self.slow_starts[:10]))
         if self.odd_lines:
             self.notes.append(f"{len(self.odd_lines)} log lines with error/failed (first 10):\n  "
                               + "\n  ".join(self.odd_lines[:10]))
