@@ -1,7 +1,7 @@
 /*
  * spool_commit_bench.c - what a durable commit costs, and what grouping buys.
  *
- *   spool_commit_bench raw DIR [COUNT]
+ *   spool_commit_bench raw DIR [COUNT [METHOD BATCH]]
  *       The commit protocol of the spool (spool_txn: O_EXCL create + lock,
  *       write 1 KiB message + its envelope, sync, rename .msg then .env,
  *       fsync queue/) for COUNT messages (default 2048) per cell, with:
@@ -371,13 +371,21 @@ int main(int argc, char **argv)
     payload[MSG_SIZE - 1] = '\n';
     log_init("spool_commit_bench", 0);
     log_set_level(LOG_LVL_WARN);
+    if (argc >= 6 && !strcmp(argv[1], "raw")) {
+        size_t batch = (size_t)atol(argv[5]), count = (size_t)atol(argv[3]);
+        if (batch < 1 || count < batch)
+            return 2;
+        printf("%-12s batch=%-3zu %9.0f msgs/s\n", argv[4], batch,
+               raw_cell(argv[2], argv[4], batch, count - count % batch));
+        return 0;
+    }
     if (argc >= 3 && !strcmp(argv[1], "raw"))
         return run_raw(argv[2], argc > 3 ? (size_t)atol(argv[3]) : 2048);
     if (argc >= 5 && !strcmp(argv[1], "spool"))
         return run_spool(argv[2], atoi(argv[3]), atof(argv[4]),
                          argc > 5 && !strcmp(argv[5], "delete"));
     fprintf(stderr,
-            "usage: %s raw DIR [COUNT]\n"
+            "usage: %s raw DIR [COUNT [METHOD BATCH]]\n"
             "       %s spool DIR SESSIONS SECONDS [delete]\n",
             argv[0], argv[0]);
     return 2;

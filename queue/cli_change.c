@@ -293,7 +293,7 @@ static void apply(struct change *C, const char *id)
     if (store || C->op == OP_DELETE || (C->op == OP_FLUSH && tell)) {
         C->changed++;
         log_info("%s: %s by `sluice queue %s` (uid %ld)", id, done, op_names[C->op],
-                 (long)getuid());
+                 C->c->invoker_uid);
     } else {
         C->unchanged++;
     }

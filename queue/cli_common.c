@@ -73,6 +73,7 @@ int cli_open_spool(cli_ctx *c)
         return rc;
     if (c->fs)
         return 0;
+    c->invoker_uid = (long)getuid();
     /* Root becomes [server] user first: an envelope we rewrite as root
      * would be a file the daemons cannot read or replace. */
     if (geteuid() == 0 && c->cfg.user && c->cfg.user[0] && privdrop_to(c->cfg.user) < 0) {

@@ -230,8 +230,7 @@ static int parse_args(struct sm *S, int argc, char **argv)
             if (strchr("BCFLNORVXbfhopr", f)) {
                 const char *v = p[1] ? p + 1 : i + 1 < argc ? argv[++i] : NULL;
                 if (!v) {
-                    fprintf(stderr, "sluice: -%c needs a value\n", f);
-                    sm_usage(stderr);
+                    fprintf(stderr, "sluice: -%c needs a value (--help for usage)\n", f);
                     return EX_USAGE;
                 }
                 int rc = take_value(S, f, v);
@@ -549,8 +548,7 @@ static int submit(struct sm *S)
             return st;
     }
     if (S->nrcpt == 0 && !S->extract) {
-        fprintf(stderr, "sluice: no recipients given (name them, or use -t)\n");
-        sm_usage(stderr);
+        fprintf(stderr, "sluice: no recipients given (name them, or use -t; --help for usage)\n");
         return EX_USAGE;
     }
 

@@ -445,8 +445,7 @@ static int fill_envelope(smtp_session *s)
 
 static void on_committed(void *arg, int status)
 {
-    smtp_session *s = arg;
-    s->msg = NULL; /* the spool frees it after this callback */
+    smtp_session *s = arg; /* s->msg was handed over at commit */
     if (status == 0) {
         smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
         log_info("%s: from=<%s>, size=%llu, nrcpt=%u, client=%s[%s], proto=%s", s->id,
@@ -487,10 +486,14 @@ static void end_message(smtp_session *s, smtp_verb v)
     s->env.size = s->data.size; /* for the log; the spool sets the real size */
     int rc = spool_msg_commit(s->msg, &s->env, on_committed, s);
     if (rc < 0) {
+        /* not taken: the message is still ours to abort */
         reply_reject(s, v, NULL, smtp_reply_for_spool_error(rc));
         smtp_tx_reset(s);
         return;
     }
+    /* Taken: the spool owns it now, even if the client goes away before the
+     * callback (a close must not abort a message being committed). */
+    s->msg = NULL;
     smtp_session_wait(s);
 }
 

@@ -34,6 +34,7 @@ typedef struct cli_ctx {
     sluice_config cfg;
     bool cfg_loaded;
     spool_fs *fs;
+    long invoker_uid; /* who ran us, for the log (before leaving root) */
 } cli_ctx;
 
 /* "sluice: ..." (and "sluice: warning: ...") on stderr, one line. */
