@@ -88,7 +88,9 @@ static int open_dir(int dirfd, const char *name, bool warn_mode)
     if (fd < 0)
         return -errno;
     struct stat st;
-    if (warn_mode && fstat(fd, &st) == 0 && (st.st_mode & 077))
+    /* Search-only for others (0711) is how sluice-smtpd opens the way to
+     * run/submit.sock for local users; reading or writing is never right. */
+    if (warn_mode && fstat(fd, &st) == 0 && (st.st_mode & 066))
         log_warn("spool folder %s is open to group or others (mode %03o); it should be 0700", name,
                  (unsigned)(st.st_mode & 0777));
     return fd;

@@ -448,9 +448,9 @@ static void on_committed(void *arg, int status)
     smtp_session *s = arg; /* s->msg was handed over at commit */
     if (status == 0) {
         smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
-        log_info("%s: from=<%s>, size=%llu, nrcpt=%u, client=%s[%s], proto=%s", s->id,
+        log_info("%s: from=<%s>, size=%llu, nrcpt=%u, client=%s[%s], proto=%s%s%s", s->id,
                  s->env.sender, (unsigned long long)s->env.size, s->nrcpt, s->peer_name, s->peer_ip,
-                 proto_name(s));
+                 s->env.proto, s->auth_id[0] ? ", user=" : "", s->auth_id[0] ? s->auth_id : "");
     } else {
         const char *reply = smtp_reply_for_spool_error(status);
         smtp_reply(s, "%s", reply);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sluice/log.h"
@@ -163,6 +164,20 @@ int smtp_server_listen_local(smtp_server *srv, const char *spool_root)
     rc = uv_pipe_bind(&srv->submit, path);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&srv->submit, 128, on_local_connection);
+    /*
+     * Every local user may submit (cron jobs, web apps: `sendmail` as on any
+     * Unix): the socket is 0666 and the folders on the way are search-only
+     * (0711), like Postfix's public/. Who submitted is the kernel's word
+     * (SO_PEERCRED), and the queue folders stay 0700.
+     */
+    if (rc == 0)
+        rc = uv_pipe_chmod(&srv->submit, UV_READABLE | UV_WRITABLE);
+    char run[4096];
+    if (rc == 0 && spool_path(spool_root, "run", run, sizeof(run)) == 0 &&
+        (chmod(spool_root, 0711) < 0 || chmod(run, 0711) < 0)) {
+        log_warn("submit socket: cannot open the spool folders to local users: %s",
+                 strerror(errno));
+    }
     if (rc < 0) {
         log_err("submit socket %s: %s", path, uv_strerror(rc));
         return rc;

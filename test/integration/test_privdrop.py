@@ -2,7 +2,8 @@
 """Privilege separation (issue 6): started as root, sluice-smtpd binds its
 listeners, then drops to [server] user (setgroups, setgid, setuid, checked)
 before it reads a client byte; sluice-delivery runs as that user and owns
-the Maildirs it writes; spool files are 0600 and folders 0700; and a daemon
+the Maildirs it writes; spool files are 0600, the mail folders 0700 (the spool
+root and run/ are 0711 so local users reach run/submit.sock); and a daemon
 never goes on as root when a user is configured: an unknown user, a user
 with uid 0, and a setuid(2) that fails (CAP_SETUID removed with setpriv)
 all stop it at start with a message and a non-zero exit.
@@ -162,13 +163,18 @@ class SmtpdDrop(PrivDropCase):
             self.assertEqual(stat.S_IMODE(st_.st_mode), mode,
                              f"{path}: mode {stat.S_IMODE(st_.st_mode):o}, want {mode:o}")
 
-        check(s.spool, 0o700)
-        for sub in ("incoming", "queue", "corrupt", "run"):
+        # The way to run/submit.sock is search-only for local users (0711);
+        # the folders that hold mail are the daemon user's alone.
+        check(s.spool, 0o711)
+        check(os.path.join(s.spool, "run"), 0o711)
+        for sub in ("incoming", "queue", "corrupt"):
             check(os.path.join(s.spool, sub), 0o700)
         check(s.spool_path("queue", qid + ".env"), 0o600)
         check(s.spool_path("queue", qid + ".msg"), 0o600)
         sock = s.spool_path("run", "submit.sock")
         self.assertEqual(os.lstat(sock).st_uid, self.uid, "owner of run/submit.sock")
+        self.assertEqual(stat.S_IMODE(os.lstat(sock).st_mode) & 0o666, 0o666,
+                         "every local user may submit through run/submit.sock")
         for root, dirs, files in os.walk(s.spool):
             for name in dirs + files:
                 st_ = os.lstat(os.path.join(root, name))
