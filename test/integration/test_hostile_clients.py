@@ -646,6 +646,10 @@ class AuthLoginJunkUser(HostileCase):
     def test_login_with_junk_user_names_keeps_memory_flat(self):
         if not shutil.which("saslpasswd2"):
             self.skipTest("saslpasswd2 is not installed (sasl2-bin)")
+        with open(os.path.join(os.environ.get("SLUICE_BIN", ""), "sluice-smtpd"), "rb") as f:
+            if b"__asan_init" in f.read():
+                self.skipTest("RSS says nothing under ASan (its quarantine keeps freed memory); "
+                              "LeakSanitizer checks this build for leaks instead")
         s = self.sluice(start=False)
         sasldb = os.path.join(s.dir, "sasldb2")
         subprocess.run(["saslpasswd2", "-f", sasldb, "-u", "example.test", "-c", "-p", "user"],
