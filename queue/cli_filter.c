@@ -181,7 +181,7 @@ static int take(const char *name, int argc, char **argv, int *i, const char **va
 
 int cli_filter_option(cli_filter *f, int argc, char **argv, int *i)
 {
-    const char *v;
+    const char *v = NULL;
     int rc;
 
     if ((rc = take("--sender", argc, argv, i, &v)) != 0) {

@@ -39,7 +39,7 @@ bool smtp_auth_offered(const smtp_session *s)
 struct auth_work {
     uv_work_t req;
     smtp_session *s;
-    char mech[SMTP_AUTH_MECH_MAX + 1];
+    char mech[sizeof(((smtp_session *)0)->auth_mech)];
     char *line; /* initial response or client line, NULL for none */
     size_t len;
     bool start;

@@ -339,6 +339,7 @@ class Chaos:
         self.notes = []
         self.odd_lines = []
         self.snapshots = 0
+        self.remote_times = collections.defaultdict(list)
         self.slow_starts = []
         self.start_times = collections.defaultdict(list)
 
@@ -660,6 +661,55 @@ class Chaos:
                 elif any(p in low for p in ("error", "fatal", "panic", "failed")):
                     self.odd_lines.append(f"{prog}: {line}")
 
+    # ---- the verifier's own test (--self-check) ----
+
+    def damage(self):
+        sent = self.read_results()
+        acked = {t.decode() for t, v in sent.items() if v[0] == "ACK"}
+        files = []
+        for user in USERS:
+            d = os.path.join(self.s.maildir_root, user, "new")
+            for name in sorted(os.listdir(d)):
+                m = re.search(r"CHAOS-[0-9a-f]{8}-\d+-\d+", open(os.path.join(d, name), "rb")
+                              .read().decode("utf-8", "replace"))
+                if m and m.group(0) in acked and "multipart/report" not in open(
+                        os.path.join(d, name), encoding="utf-8", errors="replace").read(3000):
+                    files.append(os.path.join(d, name))
+                if len(files) >= 3:
+                    break
+            if len(files) >= 3:
+                break
+        remote = []
+        for name in sorted(os.listdir(self.recv_dir)):
+            if name.endswith(".eml"):
+                data = open(os.path.join(self.recv_dir, name), "rb").read()
+                m = TOKEN_RE.search(data)
+                if m and m.group(0).decode() in acked and b"multipart/report" not in data[:3000]:
+                    remote.append(os.path.join(self.recv_dir, name))
+                    break
+        if len(files) < 3 or not remote:
+            raise ChaosError("self-check: not enough acknowledged copies to damage")
+        os.unlink(files[0])
+        d = os.path.dirname(files[1])
+        shutil.copy(files[1], os.path.join(d, "1.M1P1Qselfcheck.copy"))
+        with open(files[2], "r+b") as f:
+            f.truncate(os.path.getsize(files[2]) - 10)
+        os.unlink(remote[0])
+        log(f"self-check: deleted {files[0]} and {remote[0]}, duplicated {files[1]}, "
+            f"cut {files[2]} short")
+
+    def check_damage_found(self):
+        m = self.summary
+        want = {"lost": 2, "dup_local": 1, "bad_files": 1}
+        got = {k: m[k] for k in want}
+        if got == want:
+            log(f"self-check: the verifier found all the damage: {got}")
+            # the damage is ours, not Sluice's
+            self.problems = [p for p in self.problems
+                             if not p.startswith(("LOST", "local duplicates", "half-written"))]
+        else:
+            self.problems.append(f"self-check: the verifier found {got}, expected {want}")
+
     # ---- verification ----
 
     def read_results(self):
@@ -743,6 +793,7 @@ class Chaos:
                 bad.append((path, problem, len(data)))
             for r in rcpts:
                 got[tok][("remote", r.lower())] += 1
+                self.remote_times[(tok, r.lower())].append(os.stat(path).st_mtime)
         return got, dsns, bad, foreign, tmp_left
 
     def verify(self):
@@ -815,6 +866,45 @@ class Chaos:
         if dup_local:
             self.problems.append(f"local duplicates: {ld} extra copies:\n  {show(dup_local)}")
         if dup_remote:
+            # Each must be explained by a kill of sluice-delivery right after
+            # the first copy arrived (the data may reach the receiver shortly
+            # after the kill: it was in the socket's buffer).
+            kills = sorted(t for t, prog, _ in self.kill_events if prog == "sluice-delivery")
+            gaps = []
+            for tok, dest, n in dup_remote:
+                times = sorted(self.remote_times.get((tok, dest[1]), []))
+                # the kill that made the second copy: the last one before it
+                k = max((k for k in kills if k < times[1]), default=None) if len(times) > 1 else None
+                if k is not None:
+                    gaps.append(k - times[0])
+            if gaps:
+                gaps.sort()
+                self.notes.append(
+                    f"remote duplicates: the kill of sluice-delivery came {gaps[len(gaps) // 2] * 1000:.0f} ms "
+                    f"after the receiver wrote the first copy (median; max {gaps[-1] * 1000:.0f} ms, "
+                    f"min {gaps[0] * 1000:.0f} ms: data already in the socket reached the receiver "
+                    f"after the kill); {len(set(t for t, _, _ in dup_remote))} messages, "
+                    f"{len(kills)} kills of sluice-delivery")
+            # The runner may send again only after a crash: every "status=sent"
+            # line of one (queue id, recipient) must come from another process.
+            senders = collections.defaultdict(list)
+            rx = re.compile(r"sluice-delivery\[(\d+)\]: ([0-9A-F]{14}): to=<([^>]+)>, relay=(?!local|alias)"
+                            r".*status=sent")
+            for line in self.daemon("sluice-delivery").log().splitlines():
+                mm = rx.search(line)
+                if mm:
+                    senders[(mm.group(2), mm.group(3).lower())].append(mm.group(1))
+            same_pid = []
+            for tok, dest, n in dup_remote:
+                qm = re.search(r"queued as ([0-9A-F]{14})", sent[tok][5])
+                if not qm:
+                    continue
+                pids = senders.get((qm.group(1), dest[1]), [])
+                if len(pids) != len(set(pids)):
+                    same_pid.append((tok, qm.group(1), dest[1], pids))
+            if same_pid:
+                self.problems.append(f"remote duplicates sent twice by the same sluice-delivery "
+                                     f"process (no crash in between): {show(same_pid)}")
             self.notes.append(f"remote duplicates (inherent to SMTP after a kill between the "
                               f"remote 250 and the envelope update): {rd}:\n  {show(dup_remote)}")
         if phantom:
@@ -826,6 +916,21 @@ class Chaos:
         if dsn_unexpected:
             self.problems.append(f"DSNs nobody should have got: {show(dsn_unexpected)}")
         if dsn_dup:
+            made = collections.defaultdict(list)
+            rx = re.compile(r"sluice-delivery\[(\d+)\]: ([0-9A-F]{14}): sender non-delivery notification")
+            for line in self.daemon("sluice-delivery").log().splitlines():
+                mm = rx.search(line)
+                if mm:
+                    made[mm.group(2)].append(mm.group(1))
+            twice = []
+            for tok, dest, n in dsn_dup:
+                qm = re.search(r"queued as ([0-9A-F]{14})", sent[tok][5])
+                pids = made.get(qm.group(1), []) if qm else []
+                if len(pids) != len(set(pids)):
+                    twice.append((tok, qm.group(1), pids))
+            if twice:
+                self.problems.append(f"DSNs made twice by the same sluice-delivery process: "
+                                     f"{show(twice)}")
             self.notes.append(f"duplicate DSNs (documented: a crash between the DSN inject and "
                               f"the envelope update): {show(dsn_dup)}")
         if wrong_place:
@@ -883,7 +988,11 @@ class Chaos:
                 self.final_start()
             except (ChaosError, AssertionError) as e:
                 self.problems.append(f"aborted at the end: {e}")
+        if self.o.self_check:
+            self.damage()
         self.verify()
+        if self.o.self_check:
+            self.check_damage_found()
         m = self.summary
         log(f"load + kills {t_load:.0f}s, total {time.monotonic() - t0:.0f}s; kills: "
             f"sluice-smtpd {m['kills_smtpd']}, sluice-delivery {m['kills_delivery']}; "
@@ -958,6 +1067,9 @@ def parse_args(argv=None, short=False):
                     help="give up draining after this many seconds without progress")
     ap.add_argument("--seed", type=int, default=None, help="random seed of the driver")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder")
+    ap.add_argument("--self-check", action="store_true",
+                    help="test the verifier: before it runs, delete a local and a remote copy, "
+                         "duplicate one, cut one short; the run passes only if all four are found")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     o = ap.parse_args(argv)
     if o.seed is None:
