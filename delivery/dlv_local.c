@@ -244,10 +244,10 @@ void dlv_local_error_reply(int err, char *reply, size_t replysz, char status[8])
 }
 
 int dlv_local_deliver(const char *maildir, const char *key, const char *hostname,
-                      const char *sender, const char *rcpt, int fd, bool *dup)
+                      const char *sender, const char *rcpt, int fd, bool check_dup, bool *dup)
 {
     *dup = false;
-    int rc = maildir_find_delivered(maildir, key, NULL, 0);
+    int rc = check_dup ? maildir_find_delivered(maildir, key, NULL, 0) : 0;
     if (rc == 1) {
         *dup = true;
         return 0;

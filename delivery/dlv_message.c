@@ -144,8 +144,10 @@ static void local_work(uv_work_t *w)
     dlv_task *t = w->data;
     dlv_msg *m = t->msg;
     const envelope *e = &m->e;
+    bool fresh = e->arrival_us > m->r->start_us && e->rcpts[t->rcpt].attempts == 0 &&
+                 !atomic_load(&m->r->store_failed);
     t->rc = dlv_local_deliver(t->maildir, t->key, m->r->cfg->hostname, e->sender,
-                              e->rcpts[t->rcpt].addr, m->lockfd, &t->dup);
+                              e->rcpts[t->rcpt].addr, m->lockfd, !fresh, &t->dup);
 }
 
 static void local_done(uv_work_t *w, int status)

@@ -237,6 +237,7 @@ void dlv_attempt_finish(dlv_msg *m)
 
     /* 1. Outcomes first. */
     if (changed && (rc = spool_fs_store(fs, e)) != 0) {
+        atomic_store(&m->r->store_failed, true);
         log_err("%s: cannot record the outcome: %s", m->id, strerror(-rc));
         m->next_ms = now_ms + RETRY_DSN_MS;
         goto out;

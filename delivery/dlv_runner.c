@@ -150,6 +150,8 @@ int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
     if (!r)
         return -ENOMEM;
     r->loop = loop;
+    r->start_us = dlv_now_us(); /* after any earlier runner on this spool had exited */
+    atomic_init(&r->store_failed, false);
     r->cfg = cfg;
     r->fs = fs;
     r->transport = transport ? transport : dlv_transport_unavailable();

@@ -7,6 +7,7 @@
 #ifndef SLUICE_DLV_CORE_H
 #define SLUICE_DLV_CORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +59,15 @@ int dlv_notify_parse(const char *text, size_t len,
 
 struct dlv_runner {
     uv_loop_t *loop;
+    /*
+     * For skipping the Maildir duplicate scan (an O(mailbox) directory
+     * listing per delivery): a message that arrived after this process
+     * started, whose recipient has no recorded attempt, cannot have been
+     * written to a Maildir before, unless recording an outcome failed in
+     * this process (then every delivery checks, for the process's life).
+     */
+    int64_t start_us;
+    atomic_bool store_failed;
     const sluice_config *cfg;
     spool_fs *fs;
     dlv_transport *transport;

@@ -68,12 +68,13 @@ bool dlv_addr_equal(const char *a, const char *b);
 void dlv_local_error_reply(int err, char *reply, size_t replysz, char status[8]);
 
 /*
- * One Maildir delivery, blocking (thread pool): finds an earlier copy with
- * this key first (a crash after the write, before the envelope update),
- * else delivers. Returns 0 (delivered; *dup set when it was already there)
- * or a negative errno.
+ * One Maildir delivery, blocking (thread pool). With check_dup it first
+ * looks for an earlier copy with this key (a crash after the write, before
+ * the envelope update: a listing of new/ and cur/); the caller passes false
+ * only when no earlier attempt can have written one. Returns 0 (delivered;
+ * *dup set when it was already there) or a negative errno.
  */
 int dlv_local_deliver(const char *maildir, const char *key, const char *hostname,
-                      const char *sender, const char *rcpt, int fd, bool *dup);
+                      const char *sender, const char *rcpt, int fd, bool check_dup, bool *dup);
 
 #endif
