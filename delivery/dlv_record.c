@@ -235,8 +235,18 @@ void dlv_attempt_finish(dlv_msg *m)
         list[nlist++] = (dlv_dsn_rcpt){r, action};
     }
 
-    /* 1. Outcomes first. */
-    if (changed && (rc = spool_fs_store(fs, e)) != 0) {
+    /*
+     * 1. Outcomes first -- unless the message is about to be removed with
+     * nothing owed: recording outcomes that the removal erases would cost
+     * two syncs for nothing. A crash before the removal finds the recipients
+     * as they were; local deliveries are then found by their delivery keys,
+     * and remote ones are in the same position as after a crash just before
+     * this record (SMTP's at-least-once).
+     */
+    bool removable = list && delayed && nlist == 0 && ndelayed == 0 && envelope_all_final(e);
+    for (size_t i = 0; removable && i < e->nrcpt; i++)
+        removable = e->rcpts[i].dsn_sent;
+    if (changed && !removable && (rc = spool_fs_store(fs, e)) != 0) {
         atomic_store(&m->r->store_failed, true);
         log_err("%s: cannot record the outcome: %s", m->id, strerror(-rc));
         m->next_ms = now_ms + RETRY_DSN_MS;
