@@ -279,6 +279,9 @@ static void cross_check(struct load *L)
             cfg_problem(&L->c, cfg->src->listen_line[i],
                         "listen: the smtps listener on port %d needs tls_cert and tls_key",
                         cfg->listen[i].port);
+    if (cfg->auth_backend == AUTH_BACKEND_DOVECOT && !cfg->dovecot_auth_socket[0])
+        cfg_problem(&L->c, cfg_key_line(cfg, "auth_backend"),
+                    "auth_backend = dovecot needs dovecot_auth_socket");
     if (cfg->retry_max < cfg->retry_initial) {
         unsigned line = cfg_key_line(cfg, "retry_max");
         cfg_problem(&L->c, line ? line : cfg_key_line(cfg, "retry_initial"),

@@ -51,6 +51,10 @@
       0, 0, 0, "SASL mechanisms offered after TLS; empty = no AUTH")                               \
     X("smtpd", "sasl_db", CT_PATH, "path", "", sasl_db, 0, 0, 0,                                   \
       "sasldb2 file (saslpasswd2 -f FILE -u REALM -c USER); empty = Cyrus default")                \
+    X("smtpd", "auth_backend", CT_ENUM, "sasl|dovecot", "sasl", auth_backend, 0, 0, 0,             \
+      "Who checks AUTH passwords: Cyrus SASL (sasl_db) or Dovecot (dovecot_auth_socket)")          \
+    X("smtpd", "dovecot_auth_socket", CT_PATH, "path", "", dovecot_auth_socket, 0, 0, 0,           \
+      "Dovecot's auth-client socket, for auth_backend = dovecot")                                  \
     X("smtpd", "spf", CT_ENUM, "off|tag|reject", "reject", spf, 0, 0, 0,                           \
       "SPF check on port 25: off, add Received-SPF only, or reject on fail")                       \
     X("smtpd", "timeout_command", CT_DURATION, "duration", "5m", timeout_command, 1, U, 0,         \

@@ -11,6 +11,7 @@
 
 #include "sluice/log.h"
 #include "sluice/smtp_auth.h"
+#include "sluice/smtp_auth_dovecot.h"
 #include "sluice/smtp_auth_throttle.h"
 #include "sluice/smtp_session.h"
 
@@ -47,11 +48,26 @@ struct auth_work {
     smtp_auth_result res;
 };
 
+static bool dovecot(const smtp_session *s)
+{
+    return s->srv->cfg->auth_backend == AUTH_BACKEND_DOVECOT;
+}
+
+/* The mechanisms for "250-AUTH", from the backend in use. */
+const char *smtp_auth_cmd_mechs(const smtp_session *s)
+{
+    return dovecot(s) ? smtp_auth_dovecot_mechs() : smtp_auth_mechs();
+}
+
 static void auth_end(smtp_session *s)
 {
     if (s->auth) {
         smtp_auth_free(s->auth);
         s->auth = NULL;
+    }
+    if (s->auth_dv) {
+        smtp_auth_dovecot_free(s->auth_dv);
+        s->auth_dv = NULL;
     }
 }
 
@@ -59,7 +75,11 @@ static void work_run(uv_work_t *req)
 {
     struct auth_work *w = req->data;
     smtp_session *s = w->s;
-    if (w->start)
+    if (s->auth_dv && w->start)
+        w->rc = smtp_auth_dovecot_start(s->auth_dv, w->mech, w->line, w->len, &w->res);
+    else if (s->auth_dv)
+        w->rc = smtp_auth_dovecot_step(s->auth_dv, w->line, w->len, &w->res);
+    else if (w->start)
         w->rc = smtp_auth_start(s->auth, w->mech, w->line, w->len, &w->res);
     else
         w->rc = smtp_auth_step(s->auth, w->line, w->len, &w->res);
@@ -201,7 +221,10 @@ void smtp_auth_cmd(smtp_session *s, const char *arg, size_t len)
     if (uv_tcp_getsockname(&s->io.tcp, (struct sockaddr *)&ss, &namelen) == 0)
         smtp_auth_ipport((struct sockaddr *)&ss, local, sizeof(local));
     smtp_auth_ipport((struct sockaddr *)&s->peer, remote, sizeof(remote));
-    if (smtp_auth_new(s->srv->cfg->hostname, NULL, local, remote, &s->auth) < 0) {
+    int nr = dovecot(s)
+                 ? smtp_auth_dovecot_new(s->srv->cfg->hostname, NULL, local, remote, &s->auth_dv)
+                 : smtp_auth_new(s->srv->cfg->hostname, NULL, local, remote, &s->auth);
+    if (nr < 0) {
         smtp_reply(s, "%s", smtp_auth_reply(SMTP_AUTH_TEMP));
         return;
     }

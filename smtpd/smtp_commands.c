@@ -121,7 +121,7 @@ static void do_helo(smtp_session *s, const smtp_cmd *c, bool esmtp)
     if (s->srv->tls_ctx && !s->tls_on && s->kind != LISTEN_LOCAL)
         smtp_reply(s, "250-STARTTLS");
     if (smtp_auth_offered(s))
-        smtp_reply(s, "250-AUTH %s", smtp_auth_mechs());
+        smtp_reply(s, "250-AUTH %s", smtp_auth_cmd_mechs(s));
     smtp_reply(s, "250 DSN");
 }
 
@@ -654,7 +654,7 @@ static void do_starttls(smtp_session *s, const smtp_cmd *c)
 void smtp_cmd_line(smtp_session *s, const char *line, size_t len)
 {
     smtp_cmd c;
-    if (s->auth) {
+    if (s->auth || s->auth_dv) {
         smtp_auth_cmd_line(s, line, len); /* a SASL response, not a command */
         return;
     }

@@ -292,7 +292,7 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
             continue;
         }
         /* SASL responses may be long (RFC 4954 4: 12288 octets). */
-        size_t max = (s->auth || (avail >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
+        size_t max = (s->auth || s->auth_dv || (avail >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
                          ? SMTP_AUTH_LINE_MAX
                          : SMTP_CMD_LINE_MAX;
         if (!lf) {

@@ -20,6 +20,7 @@
 #include "sluice/map.h"
 #include "sluice/privdrop.h"
 #include "sluice/smtp_auth.h"
+#include "sluice/smtp_auth_dovecot.h"
 #include "sluice/smtp_auth_throttle.h"
 #include "sluice/smtp_server.h"
 #include "sluice/spool.h"
@@ -204,8 +205,15 @@ int main(int argc, char **argv)
         log_err("out of memory");
         return EX_OSERR;
     }
-    bool sasl_started = false;
-    if (cfg.sasl_db && cfg.sasl_db[0] && cfg.auth_mechanisms && cfg.auth_mechanisms[0]) {
+    bool sasl_started = false, dovecot_started = false;
+    if (cfg.auth_backend == AUTH_BACKEND_DOVECOT) {
+        if (cfg.auth_mechanisms && cfg.auth_mechanisms[0] &&
+            smtp_auth_dovecot_init(cfg.dovecot_auth_socket, cfg.auth_mechanisms) < 0)
+            log_warn("AUTH disabled: dovecot_auth_socket %s is not usable",
+                     cfg.dovecot_auth_socket);
+        else if ((dovecot_started = true), smtp_auth_dovecot_mechs()[0])
+            server.auth_ready = true;
+    } else if (cfg.sasl_db && cfg.sasl_db[0] && cfg.auth_mechanisms && cfg.auth_mechanisms[0]) {
         if (smtp_auth_init(&cfg) < 0)
             log_warn("AUTH disabled: Cyrus SASL did not start");
         else if ((sasl_started = true), smtp_auth_mechs()[0])
@@ -234,6 +242,8 @@ int main(int argc, char **argv)
     }
     if (sasl_started)
         smtp_auth_done();
+    if (dovecot_started)
+        smtp_auth_dovecot_done();
     auth_throttle_free(server.auth_throttle);
     map_free(server.sender_logins);
 

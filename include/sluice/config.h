@@ -26,6 +26,7 @@ enum listen_kind {
 };
 enum spf_mode { SPF_OFF, SPF_TAG, SPF_REJECT };
 enum tls_policy { TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
+enum auth_backend { AUTH_BACKEND_SASL, AUTH_BACKEND_DOVECOT };
 
 typedef struct cfg_listen {
     char host[64]; /* "127.0.0.1", "::1", "0.0.0.0", "::" (brackets stripped) */
@@ -62,6 +63,8 @@ typedef struct sluice_config {
     char *tls_key;
     char *auth_mechanisms;
     char *sasl_db;
+    enum auth_backend auth_backend; /* who checks AUTH passwords: Cyrus SASL or Dovecot */
+    char *dovecot_auth_socket;      /* Dovecot's auth-client socket (auth_backend = dovecot) */
     enum spf_mode spf;
     unsigned timeout_command;    /* seconds: waiting for a command (RFC 5321 4.5.3.2.7: 5m) */
     unsigned timeout_data_block; /* seconds between DATA/BDAT reads (4.5.3.2.6: 3m) */

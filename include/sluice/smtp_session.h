@@ -78,11 +78,12 @@ struct smtp_session {
 
     /* TLS: STARTTLS (mx, submission) or implicit (smtps) */
     tls_conn tls;
-    bool tls_on;                     /* every byte from here on is TLS */
-    bool starttls_pending;           /* 220 queued; switch once it is handed to the socket */
-    char auth_id[SMTP_PATH_MAX + 1]; /* SASL login or local user name, "" if none */
-    long local_uid;                  /* the local submitter's uid, or -1 */
-    struct smtp_auth *auth;          /* an AUTH exchange in progress */
+    bool tls_on;                       /* every byte from here on is TLS */
+    bool starttls_pending;             /* 220 queued; switch once it is handed to the socket */
+    char auth_id[SMTP_PATH_MAX + 1];   /* SASL login or local user name, "" if none */
+    long local_uid;                    /* the local submitter's uid, or -1 */
+    struct smtp_auth *auth;            /* an AUTH exchange in progress (Cyrus SASL) */
+    struct smtp_auth_dovecot *auth_dv; /* an AUTH exchange in progress (Dovecot) */
     char auth_mech[24];
 
     /* output: replies accumulate in out; wout is the write in flight */
@@ -98,10 +99,10 @@ struct smtp_session {
     char id[QUEUE_ID_LEN + 1];
     int tx_error; /* negative errno from the spool; reply at the end */
     smtp_data_reader data;
-    hdr_scan hdr;       /* submission: which headers must be added */
+    hdr_scan hdr;                /* submission: which headers must be added */
     struct spf_request *spf_req; /* an SPF check in flight (mx listeners) */
     char *spf_header;            /* "Received-SPF: ...\r\n" for this transaction */
-    uint64_t bdat_left; /* bytes still to read of the current chunk */
+    uint64_t bdat_left;          /* bytes still to read of the current chunk */
     bool bdat_last;
     bool bdat_failed;       /* this BDAT transaction is refused; chunks discarded */
     const char *bdat_reply; /* the refusal, replied to each later chunk */
@@ -133,6 +134,7 @@ void smtp_cmd_error(smtp_session *s);
 
 /* smtp_auth_cmd.c: AUTH (RFC 4954) */
 bool smtp_auth_offered(const smtp_session *s);
+const char *smtp_auth_cmd_mechs(const smtp_session *s);
 void smtp_auth_cmd(smtp_session *s, const char *arg, size_t len);
 void smtp_auth_cmd_line(smtp_session *s, const char *line, size_t len); /* a client response */
 void smtp_auth_cmd_abort(smtp_session *s);

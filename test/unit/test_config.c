@@ -910,7 +910,7 @@ static void test_keys_table_and_docs(void **state)
 {
     int n = 0;
     const config_key_doc *k = config_keys(&n);
-    assert_int_equal(n, 37);
+    assert_int_equal(n, 39);
 
     /* docs/config.md must show every key exactly as the table does. */
     char path[1024];
