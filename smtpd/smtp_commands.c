@@ -67,6 +67,11 @@ void smtp_tx_reset(smtp_session *s)
     s->bdat_failed = false;
     s->bdat_reply = NULL;
     s->state = s->helo[0] ? SMTP_S_READY : SMTP_S_GREET;
+    if (smtp_server_draining(s->srv) && !s->closing && !s->quitting) {
+        /* a transaction ended during shutdown: say goodbye now */
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->cfg->hostname);
+        s->quitting = true;
+    }
 }
 
 /* Logs a refusal in one line: what was refused, to whom, and the reply. */

@@ -268,16 +268,66 @@ int smtp_server_load_tls(smtp_server *srv)
     return 0;
 }
 
-void smtp_server_stop(smtp_server *srv)
+bool smtp_server_draining(const smtp_server *srv)
+{
+    return srv->stopping;
+}
+
+static void grace_closed(uv_handle_t *h)
+{
+    smtp_server *srv = h->data;
+    srv->grace_on = false;
+    if (srv->drained) {
+        void (*cb)(smtp_server *) = srv->drained;
+        srv->drained = NULL;
+        cb(srv);
+    }
+}
+
+void smtp_server_session_gone(smtp_server *srv)
+{
+    if (srv->stopping && !srv->sessions && srv->grace_on &&
+        !uv_is_closing((uv_handle_t *)&srv->grace))
+        uv_close((uv_handle_t *)&srv->grace, grace_closed);
+}
+
+void smtp_server_hurry(smtp_server *srv)
+{
+    while (srv->sessions)
+        smtp_session_close(srv->sessions);
+    smtp_server_session_gone(srv);
+}
+
+static void on_grace_end(uv_timer_t *t)
+{
+    smtp_server *srv = t->data;
+    log_warn("shutdown: grace period over; closing %s",
+             srv->sessions ? "the remaining sessions" : "");
+    while (srv->sessions)
+        smtp_session_close(srv->sessions);
+    smtp_server_session_gone(srv);
+}
+
+void smtp_server_stop(smtp_server *srv, unsigned grace_ms, void (*drained)(smtp_server *))
 {
     srv->stopping = true;
+    srv->drained = drained;
+    uv_timer_init(srv->loop, &srv->grace);
+    srv->grace.data = srv;
+    srv->grace_on = true;
+    uv_timer_start(&srv->grace, on_grace_end, grace_ms, 0);
     if (srv->submit_open && !uv_is_closing((uv_handle_t *)&srv->submit))
         uv_close((uv_handle_t *)&srv->submit, NULL);
     for (int i = 0; i < srv->nlisteners; i++)
         if (!uv_is_closing((uv_handle_t *)&srv->listeners[i]))
             uv_close((uv_handle_t *)&srv->listeners[i], NULL);
-    while (srv->sessions)
-        smtp_session_close(srv->sessions);
+    /* Idle sessions go now; a transaction in flight may finish (the session
+     * says 421 as soon as it is idle again: smtp_tx_reset). */
+    for (smtp_session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        smtp_session_drain(s);
+    }
+    smtp_server_session_gone(srv);
     if (srv->resolver_ok) {
         srv->resolver_ok = false;
         resolver_close(&srv->resolver, NULL);

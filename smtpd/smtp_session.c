@@ -50,6 +50,22 @@ static void on_handle_closed(uv_handle_t *h)
     smtp_session_unref(h->data);
 }
 
+void smtp_session_drain(smtp_session *s)
+{
+    if (s->closing || s->quitting)
+        return;
+    bool idle = !s->waiting && !s->auth && (s->state == SMTP_S_GREET || s->state == SMTP_S_READY);
+    if (!idle)
+        return; /* smtp_tx_reset drains it when its transaction ends */
+    if (s->tls_on && !s->tls.handshake_done) {
+        smtp_session_close(s); /* nothing readable can be said yet */
+        return;
+    }
+    smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->cfg->hostname);
+    s->quitting = true;
+    session_flush(s);
+}
+
 void smtp_session_close(smtp_session *s)
 {
     if (s->closing)
@@ -76,6 +92,7 @@ void smtp_session_close(smtp_session *s)
     if (s->spf_req)
         spf_check_cancel(s->spf_req); /* its callback still runs, then lets go */
     log_info("disconnect from %s[%s]", s->peer_name, s->peer_ip);
+    smtp_server_session_gone(s->srv);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     uv_close(&s->io.handle, on_handle_closed);

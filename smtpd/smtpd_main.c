@@ -50,17 +50,31 @@ static void usage(FILE *f)
                "Runs in the foreground and logs to stderr (or syslog, per [server] log).\n");
 }
 
-static void on_stop_signal(uv_signal_t *h, int signum)
+/* Every session is gone: no commit can start any more; close the spool. */
+static void on_drained(smtp_server *srv)
 {
-    log_info("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    (void)srv;
+    log_info("shutdown: all sessions closed");
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_hup);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
-    smtp_server_stop(&server);
     spool_close(the_spool);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (server.stopping) {
+        /* a second signal: no more waiting for transactions in flight */
+        log_info("%s again: closing every session now", name);
+        smtp_server_hurry(&server);
+        return;
+    }
+    log_info("%s: shutting down (transactions in flight may finish)", name);
+    smtp_server_stop(&server, SMTP_SHUTDOWN_GRACE_MS, on_drained);
     (void)h;
 }
 

@@ -37,12 +37,15 @@ struct smtp_server {
     size_t ip_fill;         /* live + tombstone slots */
     smtp_session *sessions; /* doubly linked, for shutdown */
     bool stopping;
+    uv_timer_t grace; /* SIGTERM: how long transactions may finish */
+    bool grace_on;
+    void (*drained)(smtp_server *); /* every session gone after a stop */
 
     map *sender_logins; /* [smtpd] sender_login_map, may be NULL */
     bool auth_ready;    /* Cyrus SASL initialised with at least one mechanism */
     struct auth_throttle *auth_throttle;
     struct spf_checker *spf; /* NULL when spf = off */
-    resolver resolver; /* reverse lookups of clients */
+    resolver resolver;       /* reverse lookups of clients */
     bool resolver_ok;
     SSL_CTX *tls_ctx; /* NULL when no certificate is configured */
 
@@ -59,8 +62,18 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
 int smtp_server_listen_local(smtp_server *srv, const char *spool_root);
 /* (Re)loads tls_cert/tls_key; on failure the old context stays. */
 int smtp_server_load_tls(smtp_server *srv);
-/* Stops accepting and closes every session; the loop then runs dry. */
-void smtp_server_stop(smtp_server *srv);
+/*
+ * Stops accepting; idle sessions get 421 4.3.2 and close, sessions in a
+ * transaction may finish it within grace_ms (then 421 and close), and the
+ * rest are closed when the grace ends. drained runs once no session is left.
+ */
+#define SMTP_SHUTDOWN_GRACE_MS 10000
+void smtp_server_stop(smtp_server *srv, unsigned grace_ms, void (*drained)(smtp_server *));
+/* Closes every session now (a second SIGTERM, or the grace is over). */
+void smtp_server_hurry(smtp_server *srv);
+/* Called by a session as it goes away, and when it becomes idle. */
+void smtp_server_session_gone(smtp_server *srv);
+bool smtp_server_draining(const smtp_server *srv);
 
 /* Called by sessions. */
 int smtp_server_conn_add(smtp_server *srv, const struct sockaddr *sa);

@@ -113,6 +113,8 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
 /* Whether the session came in over the local submit socket. */
 #define smtp_session_is_local(s) ((s)->kind == LISTEN_LOCAL)
 void smtp_session_close(smtp_session *s);
+/* Shutdown: an idle session says 421 4.3.2 and closes; a busy one goes on. */
+void smtp_session_drain(smtp_session *s);
 /* Queues one reply line (a complete "NNN X.Y.Z text"; CRLF is added). */
 void smtp_reply(smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Stops input processing until smtp_session_resume. */
