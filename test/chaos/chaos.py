@@ -843,7 +843,7 @@ class Chaos:
         ld = sum(n - 1 for _, _, n in dup_local)
         rd = sum(n - 1 for _, _, n in dup_remote)
         tmp_young = [t for t in tmp_left if t[1] > self.last_delivery_kill + 1.0]
-        self.summary = {
+        self.summary = collections.defaultdict(int, {
             "acked": by_status["ACK"], "lost": len(lost), "duplicated": ld + rd,
             "dup_local": ld, "dup_remote": rd, "kills": sum(self.kills.values()),
             "kills_smtpd": self.kills["sluice-smtpd"], "kills_delivery": self.kills["sluice-delivery"],
@@ -855,7 +855,7 @@ class Chaos:
             "dsn_expected": dsn_expected, "dsn_lost": len(dsn_lost),
             "dsn_dup": sum(n - 1 for _, _, n in dsn_dup),
             "dsns": sum(sum(c.values()) for c in dsns.values()),
-        }
+        })
 
         def show(items, n=20):
             return "\n  ".join(repr(x) for x in items[:n]) + ("\n  ..." if len(items) > n else "")
@@ -988,11 +988,16 @@ class Chaos:
                 self.final_start()
             except (ChaosError, AssertionError) as e:
                 self.problems.append(f"aborted at the end: {e}")
-        if self.o.self_check:
-            self.damage()
-        self.verify()
-        if self.o.self_check:
-            self.check_damage_found()
+        try:
+            if self.o.self_check:
+                self.damage()
+            self.verify()
+            if self.o.self_check:
+                self.check_damage_found()
+        except Exception as e:  # a broken run must still say why
+            self.problems.append(f"verification failed: {type(e).__name__}: {e}")
+            if not hasattr(self, "summary"):
+                self.summary = collections.defaultdict(int)
         m = self.summary
         log(f"load + kills {t_load:.0f}s, total {time.monotonic() - t0:.0f}s; kills: "
             f"sluice-smtpd {m['kills_smtpd']}, sluice-delivery {m['kills_delivery']}; "

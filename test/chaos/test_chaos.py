@@ -32,7 +32,6 @@ class CrashTest(unittest.TestCase):
         self.assertGreaterEqual(opts.kills, 20, "the short form makes at least 20 kills")
         ok, c = chaos.run(opts)
         m = c.summary
-        print(chaos.Chaos.summary_line(c))
         self.assertEqual(m["lost"], 0, "acknowledged messages lost")
         self.assertEqual(m["dup_local"], 0, "local duplicates")
         self.assertGreaterEqual(m["kills"], 20)
