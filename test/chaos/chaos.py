@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """chaos.py - the crash test: mail flows in and out while kill -9 hits.
 
-    test/chaos/chaos.py                   the short form (24 kills, ~1.5 min)
-    test/chaos/chaos.py --kills 1000      the long form
+    test/chaos/chaos.py                   the short form (24 kills, about 1 min)
+    test/chaos/chaos.py --kills 1000      the long form (about 35 min)
+    test/chaos/chaos.py --self-check      also prove that the verifier sees damage
     test/chaos/chaos.py --help            every knob
 
 One run (docs/reliability.md explains the design):
@@ -11,7 +12,8 @@ One run (docs/reliability.md explains the design):
      users user@, alice@, bob@example.test with Maildirs, an alias
      team@example.test -> alice, bob; a remote domain remote.test whose MX
      (dnsmasq on a loopback port) is peer_smtpd.py, an aiosmtpd receiver that
-     records every message it accepts; a sasldb user for submission.
+     records every message it accepts and refuses bounce@remote.test (so
+     DSNs flow too); a sasldb user for submission.
   2. Client processes (this file with --worker) send continuously: through
      mx (unauthenticated; 127.0.0.0/8 is a trusted network, so remote.test
      relays), through submission (STARTTLS + AUTH PLAIN) and through smtps
@@ -23,7 +25,9 @@ One run (docs/reliability.md explains the design):
      NOTSENT (the transaction broke before the dot was sent).
   3. The driver kill -9s sluice-smtpd, sluice-delivery or both at random
      moments, sometimes again while the new process is still starting up,
-     and restarts them, waiting until they serve again.
+     and restarts them, waiting until they serve again. Right after each
+     kill every committed envelope must be complete and its message file
+     the size it names.
   4. The load stops, the runner drains the spool, both daemons get SIGTERM
      (clean exit 0, no sanitizer report), start once more (recovery runs)
      and stop again.
@@ -31,7 +35,9 @@ One run (docs/reliability.md explains the design):
      Maildir or at the receiver exactly once, complete (body length and
      digest); nothing NOTSENT was delivered; no half-written file in new/ or
      cur/; no tmp/ leftover younger than the last kill of sluice-delivery;
-     spool queue/, incoming/ and corrupt/ empty; no DSN.
+     spool queue/, incoming/ and corrupt/ empty; exactly the DSNs owed (a
+     duplicate DSN or a remote duplicate is reported, and fails only when
+     one process sent it twice, i.e. without a crash in between).
 
 Prints "chaos: acked N, lost 0, duplicated D (local L, remote R), kills K,
 unacked U (delivered V)" and exits 1 if anything that may never happen did.
