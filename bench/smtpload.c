@@ -43,7 +43,19 @@
 #include <time.h>
 #include <unistd.h>
 
-enum st { S_CONNECT, S_GREET, S_EHLO, S_MAIL, S_RCPT, S_DATA, S_BODY, S_DOT, S_QUIT, S_IDLE, S_DONE };
+enum st {
+    S_CONNECT,
+    S_GREET,
+    S_EHLO,
+    S_MAIL,
+    S_RCPT,
+    S_DATA,
+    S_BODY,
+    S_DOT,
+    S_QUIT,
+    S_IDLE,
+    S_DONE
+};
 
 struct sess {
     int fd;
@@ -392,16 +404,35 @@ int main(int argc, char **argv)
     char *rcptarg = "user1@bench.test";
     while ((c = getopt(argc, argv, "s:m:l:df:t:T:I:P:")) != -1) {
         switch (c) {
-        case 's': nsessions = atoi(optarg); break;
-        case 'm': total = atoi(optarg); break;
-        case 'l': msgsize = atoi(optarg); break;
-        case 'd': keep = 1; break;
-        case 'f': from = optarg; break;
-        case 't': rcptarg = optarg; break;
-        case 'T': limit_s = atof(optarg); break;
-        case 'I': idle_n = atoi(optarg); break;
-        case 'P': parallel = atoi(optarg); break;
-        default: usage();
+        case 's':
+            nsessions = atoi(optarg);
+            break;
+        case 'm':
+            total = atoi(optarg);
+            break;
+        case 'l':
+            msgsize = atoi(optarg);
+            break;
+        case 'd':
+            keep = 1;
+            break;
+        case 'f':
+            from = optarg;
+            break;
+        case 't':
+            rcptarg = optarg;
+            break;
+        case 'T':
+            limit_s = atof(optarg);
+            break;
+        case 'I':
+            idle_n = atoi(optarg);
+            break;
+        case 'P':
+            parallel = atoi(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (optind + 1 != argc || nsessions < 1 || total < 0)

@@ -68,10 +68,10 @@
 #define DV_ID "1"
 
 enum dv_phase {
-    DV_NEW,       /* created; start not called */
-    DV_CONT,      /* a CONT came; waiting for the client's line */
-    DV_FINAL,     /* OK with success data came; the client must send an empty line */
-    DV_DONE,      /* a final result was given: only free is valid */
+    DV_NEW,   /* created; start not called */
+    DV_CONT,  /* a CONT came; waiting for the client's line */
+    DV_FINAL, /* OK with success data came; the client must send an empty line */
+    DV_DONE,  /* a final result was given: only free is valid */
 };
 
 struct smtp_auth_dovecot {
@@ -86,7 +86,7 @@ struct smtp_auth_dovecot {
     char pending_user[SMTP_AUTH_USER_MAX + 1]; /* DV_FINAL: the login to report */
     char out[SMTP_AUTH_LINE_MAX + 1];          /* base64 challenge for the client */
     char rbuf[DV_LINE_MAX + 1];
-    char req[DV_REQ_MAX + 1];    /* request line: holds credentials, zeroed after use */
+    char req[DV_REQ_MAX + 1];              /* request line: holds credentials, zeroed after use */
     unsigned char dec[DV_DECODED_MAX + 1]; /* decoded PLAIN data: zeroed after use */
 };
 
@@ -213,8 +213,8 @@ static long b64_decode(const char *s, size_t len, unsigned char *out)
             if (v[k] < 0)
                 return -1;
         }
-        unsigned bits = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 |
-                        (unsigned)v[3];
+        unsigned bits =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         /* the bits a padded quantum leaves over must be zero (canonical) */
         if ((pad == 1 && (v[2] & 0x3)) || (pad == 2 && (v[1] & 0xf)))
             return -1;
@@ -255,8 +255,12 @@ static size_t tab_unescape(char *s, size_t n)
         char c = s[i];
         if (c == '\001' && i + 1 < n) {
             char e = s[++i];
-            c = e == '0' ? '\0' : e == '1' ? '\001' : e == 't' ? '\t' : e == 'r' ? '\r'
-                : (e == 'n' || e == 'l') ? '\n' : e;
+            c = e == '0'                 ? '\0'
+                : e == '1'               ? '\001'
+                : e == 't'               ? '\t'
+                : e == 'r'               ? '\r'
+                : (e == 'n' || e == 'l') ? '\n'
+                                         : e;
         }
         s[o++] = c;
     }
@@ -430,8 +434,8 @@ static char *next_field(char **p)
 
 static const char *errname(int e)
 {
-    return e == -ETIMEDOUT ? "no answer in time"
-           : e == -EPIPE   ? "connection closed by Dovecot"
+    return e == -ETIMEDOUT  ? "no answer in time"
+           : e == -EPIPE    ? "connection closed by Dovecot"
            : e == -EMSGSIZE ? "line too long"
                             : strerror(-e);
 }
@@ -465,8 +469,8 @@ static int dv_open(smtp_auth_dovecot *a, long long deadline)
         if (strcmp(cmd, "VERSION") == 0) {
             const char *major = next_field(&p);
             if (!major || strcmp(major, "1") != 0) {
-                log_err("auth: dovecot auth socket %s speaks protocol version %s, not 1",
-                        g.socket, major ? major : "(none)");
+                log_err("auth: dovecot auth socket %s speaks protocol version %s, not 1", g.socket,
+                        major ? major : "(none)");
                 return -EPROTO;
             }
             version = true;
@@ -476,7 +480,7 @@ static int dv_open(smtp_auth_dovecot *a, long long deadline)
             const char *flag;
             while ((flag = next_field(&p)) != NULL)
                 if (strcmp(flag, "private") == 0)
-                    private = true;
+            private = true;
             char up[SMTP_AUTH_MECH_MAX + 1];
             if (!name || private || !valid_mech(name, strlen(name), up))
                 continue;
@@ -669,8 +673,7 @@ static void read_reply(smtp_auth_dovecot *a, smtp_auth_result *res)
         const char *data = p ? p : "";
         size_t l = strlen(data);
         if (l > SMTP_AUTH_LINE_MAX || b64_decode(data, l, NULL) < 0) {
-            log_err("auth: dovecot auth socket %s: challenge is not base64 or too long",
-                    g.socket);
+            log_err("auth: dovecot auth socket %s: challenge is not base64 or too long", g.socket);
             set_status(a, res, SMTP_AUTH_TEMP);
             return;
         }
@@ -814,8 +817,8 @@ int smtp_auth_dovecot_start(smtp_auth_dovecot *a, const char *mech, const char *
         return 0;
     }
 
-    int n = snprintf(a->req, sizeof(a->req), "AUTH\t" DV_ID "\t%s\tservice=smtp\tsecured\tno-penalty",
-                     up);
+    int n = snprintf(a->req, sizeof(a->req),
+                     "AUTH\t" DV_ID "\t%s\tservice=smtp\tsecured\tno-penalty", up);
     if (a->lip[0])
         n += snprintf(a->req + n, sizeof(a->req) - (size_t)n, "\tlip=%s\tlport=%s", a->lip,
                       a->lport);
@@ -872,8 +875,7 @@ int smtp_auth_dovecot_step(smtp_auth_dovecot *a, const char *line, size_t len,
             return 0;
         }
     }
-    int n = snprintf(a->req, sizeof(a->req), "CONT\t" DV_ID "\t%.*s\n", empty ? 0 : (int)len,
-                     line);
+    int n = snprintf(a->req, sizeof(a->req), "CONT\t" DV_ID "\t%.*s\n", empty ? 0 : (int)len, line);
     long long deadline = now_ms() + SMTP_AUTH_DOVECOT_TIMEOUT_MS;
     int r = (size_t)n < sizeof(a->req) ? write_all(a->fd, a->req, (size_t)n, deadline) : -EMSGSIZE;
     explicit_bzero(a->req, sizeof(a->req));

@@ -297,7 +297,7 @@ static int test_setup(void **state)
 #define NEED_DOVECOT()                                                                             \
     do {                                                                                           \
         if (skip_reason) {                                                                         \
-            fprintf(stderr, "skipped: %s\n", skip_reason);                                        \
+            fprintf(stderr, "skipped: %s\n", skip_reason);                                         \
             skip();                                                                                \
         }                                                                                          \
     } while (0)
@@ -305,9 +305,9 @@ static int test_setup(void **state)
 static smtp_auth_dovecot *new_auth(void)
 {
     smtp_auth_dovecot *a = NULL;
-    assert_int_equal(smtp_auth_dovecot_new("mail.example.test", NULL, "127.0.0.1;587",
-                                           "192.0.2.1;40000", &a),
-                     0);
+    assert_int_equal(
+        smtp_auth_dovecot_new("mail.example.test", NULL, "127.0.0.1;587", "192.0.2.1;40000", &a),
+        0);
     assert_non_null(a);
     return a;
 }
@@ -348,8 +348,7 @@ static void test_plain_good(void **state)
     /* authzid equal to the login is allowed */
     assert_int_equal(plain_ir(LOGIN, LOGIN, PASSWORD, who, sizeof(who)), SMTP_AUTH_OK);
     /* the domain is case-insensitive; the login comes back in lower case */
-    assert_int_equal(plain_ir("", "demo@Example.TEST", PASSWORD, who, sizeof(who)),
-                     SMTP_AUTH_OK);
+    assert_int_equal(plain_ir("", "demo@Example.TEST", PASSWORD, who, sizeof(who)), SMTP_AUTH_OK);
     assert_string_equal(who, LOGIN);
 }
 
@@ -654,7 +653,7 @@ static struct {
     const char *handshake;
     const char *replies[4]; /* answers to AUTH, then to each CONT; "" = hang up */
     bool hangup_after_handshake;
-    char request[40000];    /* the AUTH line of the last exchange */
+    char request[40000]; /* the AUTH line of the last exchange */
     int conns;
 } fake;
 
@@ -669,8 +668,7 @@ static void *fake_main(void *arg)
         if (c < 0)
             continue;
         fake.conns++;
-        if (write(c, fake.handshake, strlen(fake.handshake)) < 0 ||
-            fake.hangup_after_handshake) {
+        if (write(c, fake.handshake, strlen(fake.handshake)) < 0 || fake.hangup_after_handshake) {
             close(c);
             continue;
         }
@@ -705,7 +703,7 @@ static void *fake_main(void *arg)
 }
 
 #define HANDSHAKE_OK                                                                               \
-    "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\nMECH\tAPOP\tprivate\n"        \
+    "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\nMECH\tAPOP\tprivate\n"         \
     "SPID\t1\nCUID\t1\nCOOKIE\t00\nDONE\n"
 
 static void fake_start(const char *handshake, const char *r0, const char *r1, bool hangup)
@@ -787,7 +785,7 @@ static void test_fake_failures(void **state)
         {"FAIL\t1\ttemp\n", SMTP_AUTH_TEMP},
         {"FAIL\t1\tuser=demo@example.test\tcode=user_disabled\n", SMTP_AUTH_FAIL},
         {"FAIL\t1\tcode=invalid_base64\n", SMTP_AUTH_BAD_BASE64},
-        {"OK\t1\n", SMTP_AUTH_TEMP},                          /* no user= */
+        {"OK\t1\n", SMTP_AUTH_TEMP},                            /* no user= */
         {"OK\t1\tuser=a\001tb@example.test\n", SMTP_AUTH_FAIL}, /* a TAB in the login */
         {"OK\t1\tuser=a b@example.test\n", SMTP_AUTH_FAIL},
         {"OK\t1\tuser=a@b@example.test\n", SMTP_AUTH_FAIL},
