@@ -61,6 +61,10 @@ static void on_drained(smtp_server *srv)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
+    /* Closing the handles restored the default actions; the shutdown is
+     * under way, so a further SIGTERM must not kill it half-way. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     spool_close(the_spool);
 }
 
