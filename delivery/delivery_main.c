@@ -5,7 +5,6 @@
  * reloads the maps (a broken one keeps the old). See docs/delivery.md.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <uv.h>
 
 #include "sluice/config.h"
+#include "sluice/daemon.h"
 #include "sluice/dlv_runner.h"
 #include "sluice/dlv_smtp.h"
 #include "sluice/log.h"
@@ -26,20 +26,6 @@
 
 static dlv_runner *runner;
 static uv_signal_t sig_term, sig_int, sig_hup;
-
-static void print_diag(void *arg, const char *diag)
-{
-    (void)arg;
-    fprintf(stderr, "sluice-delivery: %s\n", diag);
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: sluice-delivery [-c FILE]\n"
-               "  -c FILE  configuration (default: $SLUICE_CONFIG, else "
-               "/etc/sluice/sluice.conf)\n"
-               "Runs in the foreground and logs to stderr (or syslog, per [server] log).\n");
-}
 
 static void on_stopped(void *arg)
 {
@@ -98,40 +84,10 @@ static void size_thread_pool(unsigned concurrency)
 
 int main(int argc, char **argv)
 {
-    const char *cfg_arg = NULL;
-    int opt;
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            cfg_arg = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return EX_USAGE;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return EX_USAGE;
-    }
-
-    log_init("sluice-delivery", 0);
     static sluice_config cfg;
-    const char *path = config_default_path(cfg_arg);
-    int problems = config_load(path, &cfg, print_diag, NULL);
-    if (problems == 0)
-        problems = config_check_files(&cfg, print_diag, NULL);
-    if (problems != 0) {
-        fprintf(stderr, "sluice-delivery: %s: configuration has errors; not starting\n", path);
-        config_free(&cfg);
-        return EX_CONFIG;
-    }
-    if (cfg.log_syslog)
-        log_init("sluice-delivery", 1);
+    int status = daemon_config("sluice-delivery", argc, argv, &cfg);
+    if (status >= 0)
+        return status;
 
     /* Nothing here needs root: leave it before touching the spool, so
      * every file we make (envelopes, DSNs, Maildirs) belongs to the user. */
@@ -177,7 +133,8 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return rc == -EINVAL ? EX_CONFIG : EX_OSERR;
     }
-    rc = dlv_runner_new(loop, &cfg, fs, transport, print_diag, NULL, &runner);
+    rc = dlv_runner_new(loop, &cfg, fs, transport, daemon_print_diag, (void *)"sluice-delivery",
+                        &runner);
     if (rc < 0) {
         if (rc != -EINVAL)
             log_err("cannot start: %s", strerror(-rc));

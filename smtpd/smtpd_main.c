@@ -4,7 +4,6 @@
  * SIGHUP re-reads the maps and the certificate (a broken one keeps the old).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <uv.h>
 
 #include "sluice/config.h"
+#include "sluice/daemon.h"
 #include "sluice/log.h"
 #include "sluice/map.h"
 #include "sluice/privdrop.h"
@@ -30,24 +30,10 @@ static smtp_server server;
 static spool *the_spool;
 static uv_signal_t sig_term, sig_int, sig_hup;
 
-static void print_diag(void *arg, const char *diag)
-{
-    (void)arg;
-    fprintf(stderr, "sluice-smtpd: %s\n", diag);
-}
-
 static void log_diag(void *arg, const char *diag)
 {
     (void)arg;
     log_warn("%s", diag);
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: sluice-smtpd [-c FILE]\n"
-               "  -c FILE  configuration (default: $SLUICE_CONFIG, else "
-               "/etc/sluice/sluice.conf)\n"
-               "Runs in the foreground and logs to stderr (or syslog, per [server] log).\n");
 }
 
 /* Every session is gone: no commit can start any more; close the spool. */
@@ -140,51 +126,22 @@ static int prepare_spool_owner(const sluice_config *cfg)
 
 int main(int argc, char **argv)
 {
-    const char *cfg_arg = NULL;
-    int opt;
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            cfg_arg = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return EX_USAGE;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return EX_USAGE;
-    }
-
-    log_init("sluice-smtpd", 0);
     static sluice_config cfg;
-    const char *path = config_default_path(cfg_arg);
-    int problems = config_load(path, &cfg, print_diag, NULL);
-    if (problems == 0)
-        problems = config_check_files(&cfg, print_diag, NULL);
-    if (problems != 0) {
-        fprintf(stderr, "sluice-smtpd: %s: configuration has errors; not starting\n", path);
-        config_free(&cfg);
-        return EX_CONFIG;
-    }
-    if (cfg.log_syslog)
-        log_init("sluice-smtpd", 1);
+    int status = daemon_config("sluice-smtpd", argc, argv, &cfg);
+    if (status >= 0)
+        return status;
 
     map *mailboxes = NULL, *aliases = NULL;
-    if (map_load(cfg.mailboxes, &mailboxes, print_diag, NULL) != 0 ||
-        map_load(cfg.aliases, &aliases, print_diag, NULL) != 0) {
+    if (map_load(cfg.mailboxes, &mailboxes, daemon_print_diag, (void *)"sluice-smtpd") != 0 ||
+        map_load(cfg.aliases, &aliases, daemon_print_diag, (void *)"sluice-smtpd") != 0) {
         config_free(&cfg);
         return EX_CONFIG;
     }
 
     map *sender_logins = NULL;
     if (cfg.sender_login_map && cfg.sender_login_map[0] &&
-        map_load(cfg.sender_login_map, &sender_logins, print_diag, NULL) != 0) {
+        map_load(cfg.sender_login_map, &sender_logins, daemon_print_diag, (void *)"sluice-smtpd") !=
+            0) {
         config_free(&cfg);
         return EX_CONFIG;
     }

@@ -1,0 +1,64 @@
+/*
+ * daemon.c - the start shared by sluice-smtpd and sluice-delivery
+ * (see include/sluice/daemon.h).
+ */
+#include "sluice/daemon.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <sysexits.h>
+
+#include "sluice/log.h"
+
+void daemon_print_diag(void *prog, const char *diag)
+{
+    fprintf(stderr, "%s: %s\n", (const char *)prog, diag);
+}
+
+static void usage(FILE *f, const char *prog)
+{
+    fprintf(f,
+            "usage: %s [-c FILE]\n"
+            "  -c FILE  configuration (default: $SLUICE_CONFIG, else /etc/sluice/sluice.conf)\n"
+            "Runs in the foreground and logs to stderr (or syslog, per [server] log).\n",
+            prog);
+}
+
+int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg)
+{
+    const char *cfg_arg = NULL;
+    int opt;
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            cfg_arg = optarg;
+            break;
+        case 'h':
+            usage(stdout, prog);
+            return 0;
+        default:
+            usage(stderr, prog);
+            return EX_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr, prog);
+        return EX_USAGE;
+    }
+
+    log_init(prog, 0);
+    const char *path = config_default_path(cfg_arg);
+    void *arg = (void *)prog;
+    int problems = config_load(path, cfg, daemon_print_diag, arg);
+    if (problems == 0)
+        problems = config_check_files(cfg, daemon_print_diag, arg);
+    if (problems != 0) {
+        fprintf(stderr, "%s: %s: configuration has errors; not starting\n", prog, path);
+        config_free(cfg);
+        return EX_CONFIG;
+    }
+    if (cfg->log_syslog)
+        log_init(prog, 1);
+    return -1;
+}
