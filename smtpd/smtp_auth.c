@@ -612,9 +612,8 @@ static void finish(smtp_auth *a, int r, const char *sout, unsigned soutlen, smtp
     set_status(a, res, st);
 }
 
-static bool valid_mech(const char *mech, char *up)
+bool smtp_auth_mech_name(const char *mech, size_t n, char up[SMTP_AUTH_MECH_MAX + 1])
 {
-    size_t n = strlen(mech);
     if (n == 0 || n > SMTP_AUTH_MECH_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -648,7 +647,7 @@ int smtp_auth_start(smtp_auth *a, const char *mech, const char *initial_response
     a->started = true;
 
     /* Only what EHLO advertised: never EXTERNAL or anything Cyrus adds. */
-    if (!valid_mech(mech, up) || !list_has(g.mechs, up, strlen(up))) {
+    if (!smtp_auth_mech_name(mech, strlen(mech), up) || !list_has(g.mechs, up, strlen(up))) {
         set_status(a, res, SMTP_AUTH_NO_MECH);
         return 0;
     }

@@ -190,14 +190,9 @@ void smtp_auth_cmd(smtp_session *s, const char *arg, size_t len)
     size_t mlen = 0;
     while (mlen < len && arg[mlen] != ' ')
         mlen++;
-    /* RFC 4422 3.1: A-Z 0-9 - _ (any case here); anything else is not logged */
-    bool mech_ok = mlen > 0 && mlen <= SMTP_AUTH_MECH_MAX;
-    for (size_t i = 0; mech_ok && i < mlen; i++) {
-        unsigned char ch = (unsigned char)arg[i];
-        mech_ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
-    }
-    if (mlen > 0 && !mech_ok) {
+    /* A name outside RFC 4422's alphabet is refused before anything logs it. */
+    char up[SMTP_AUTH_MECH_MAX + 1];
+    if (mlen > 0 && !smtp_auth_mech_name(arg, mlen, up)) {
         smtp_reply(s, "%s", smtp_auth_reply(SMTP_AUTH_NO_MECH));
         log_info("AUTH from %s[%s] failed: invalid mechanism name", s->peer_name, s->peer_ip);
         smtp_cmd_error(s);

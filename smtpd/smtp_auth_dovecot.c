@@ -114,23 +114,6 @@ static bool list_has(const char *list, const char *name, size_t n)
     return false;
 }
 
-/* RFC 4422 3.1 mechanism name, upper-cased into up (SMTP_AUTH_MECH_MAX + 1). */
-static bool valid_mech(const char *mech, size_t n, char *up)
-{
-    if (n == 0 || n > SMTP_AUTH_MECH_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = mech[i];
-        if (c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return false;
-        up[i] = c;
-    }
-    up[n] = '\0';
-    return true;
-}
-
 /*
  * The configured list, upper case, one space apart, without mechanisms that
  * are never offered and without duplicates. NULL when out of memory.
@@ -153,7 +136,7 @@ static char *normalize_mechs(const char *s)
         if (i == b)
             break;
         char up[SMTP_AUTH_MECH_MAX + 1];
-        if (!valid_mech(s + b, i - b, up)) {
+        if (!smtp_auth_mech_name(s + b, i - b, up)) {
             log_warn("auth: '%.*s' in auth_mechanisms is not a SASL mechanism name", (int)(i - b),
                      s + b);
             continue;
@@ -482,7 +465,7 @@ static int dv_open(smtp_auth_dovecot *a, long long deadline)
                 if (strcmp(flag, "private") == 0)
             private = true;
             char up[SMTP_AUTH_MECH_MAX + 1];
-            if (!name || private || !valid_mech(name, strlen(name), up))
+            if (!name || private || !smtp_auth_mech_name(name, strlen(name), up))
                 continue;
             size_t l = strlen(up);
             if (o + l + 2 > sizeof(a->server_mechs))
@@ -790,7 +773,7 @@ int smtp_auth_dovecot_start(smtp_auth_dovecot *a, const char *mech, const char *
     }
     a->phase = DV_CONT;
 
-    if (!valid_mech(mech, strlen(mech), up) || !list_has(g.mechs, up, strlen(up))) {
+    if (!smtp_auth_mech_name(mech, strlen(mech), up) || !list_has(g.mechs, up, strlen(up))) {
         set_status(a, res, SMTP_AUTH_NO_MECH);
         return 0;
     }

@@ -21,6 +21,7 @@
 #ifndef SLUICE_SMTP_AUTH_H
 #define SLUICE_SMTP_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -122,6 +123,13 @@ int smtp_auth_start(smtp_auth *a, const char *mech, const char *initial_response
 int smtp_auth_step(smtp_auth *a, const char *line, size_t len, smtp_auth_result *res);
 
 void smtp_auth_free(smtp_auth *a);
+
+/*
+ * Whether mech[0..n) is an RFC 4422 3.1 mechanism name (letters, digits,
+ * '-', '_'; 1 to SMTP_AUTH_MECH_MAX octets); if so, up gets it upper-cased.
+ * Every backend and the AUTH command check names with this before use.
+ */
+bool smtp_auth_mech_name(const char *mech, size_t n, char up[SMTP_AUTH_MECH_MAX + 1]);
 
 /*
  * The SMTP reply line for a final status, without CRLF, from one table
