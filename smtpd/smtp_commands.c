@@ -59,7 +59,6 @@ void smtp_tx_reset(smtp_session *s)
     free(s->spf_header);
     s->spf_header = NULL;
     memset(&s->mail, 0, sizeof(s->mail));
-    s->nrcpt = 0;
     s->id[0] = '\0';
     s->tx_error = 0;
     s->bdat_left = 0;
@@ -298,7 +297,7 @@ static void do_rcpt(smtp_session *s, const smtp_cmd *c)
         smtp_cmd_error(s);
         return;
     }
-    if (cfg->max_recipients && s->nrcpt >= cfg->max_recipients) {
+    if (cfg->max_recipients && s->env.nrcpt >= cfg->max_recipients) {
         reply_reject(s, SMTP_VERB_RCPT, r.to.addr, "452 4.5.3 Error: too many recipients");
         return;
     }
@@ -321,7 +320,6 @@ static void do_rcpt(smtp_session *s, const smtp_cmd *c)
         smtp_reply(s, "452 4.3.1 Error: insufficient system resources");
         return;
     }
-    s->nrcpt++;
     smtp_reply(s, "250 2.1.5 Ok");
 }
 
@@ -453,9 +451,10 @@ static void on_committed(void *arg, int status)
     smtp_session *s = arg; /* s->msg was handed over at commit */
     if (status == 0) {
         smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
-        log_info("%s: from=<%s>, size=%llu, nrcpt=%u, client=%s[%s], proto=%s%s%s", s->id,
-                 s->env.sender, (unsigned long long)s->env.size, s->nrcpt, s->peer_name, s->peer_ip,
-                 s->env.proto, s->auth_id[0] ? ", user=" : "", s->auth_id[0] ? s->auth_id : "");
+        log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, client=%s[%s], proto=%s%s%s", s->id,
+                 s->env.sender, (unsigned long long)s->env.size, s->env.nrcpt, s->peer_name,
+                 s->peer_ip, s->env.proto, s->auth_id[0] ? ", user=" : "",
+                 s->auth_id[0] ? s->auth_id : "");
     } else {
         const char *reply = smtp_reply_for_spool_error(status);
         smtp_reply(s, "%s", reply);
@@ -508,7 +507,7 @@ static bool rcpt_ready(smtp_session *s)
         smtp_reply(s, "503 5.5.1 Error: need MAIL command");
         return false;
     }
-    if (s->nrcpt == 0) {
+    if (s->env.nrcpt == 0) {
         smtp_reply(s, "554 5.5.1 Error: no valid recipients");
         return false;
     }
@@ -557,7 +556,7 @@ static void do_bdat(smtp_session *s, const smtp_cmd *c)
         const char *why = NULL;
         if (s->state == SMTP_S_GREET || s->state == SMTP_S_READY)
             why = "503 5.5.1 Error: need MAIL command";
-        else if (s->nrcpt == 0)
+        else if (s->env.nrcpt == 0)
             why = "554 5.5.1 Error: no valid recipients";
         else if (s->state != SMTP_S_MAIL)
             why = "503 5.5.1 Error: bad sequence of commands";

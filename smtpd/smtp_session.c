@@ -236,6 +236,10 @@ void smtp_session_wait(smtp_session *s)
 void smtp_session_resume(smtp_session *s)
 {
     s->waiting = false;
+    /* Every wait (commit, flush, AUTH, SPF) ends here: during a shutdown a
+     * session that is idle again says goodbye now, not at the grace's end. */
+    if (!s->closing && smtp_server_draining(s->srv))
+        smtp_session_drain(s);
     if (!s->closing) {
         arm_timer(s);
         session_process(s);

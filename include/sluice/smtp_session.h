@@ -94,7 +94,6 @@ struct smtp_session {
     /* the transaction */
     envelope env;
     smtp_mail_args mail;
-    unsigned nrcpt;
     spool_msg *msg;
     char id[QUEUE_ID_LEN + 1];
     int tx_error; /* negative errno from the spool; reply at the end */
