@@ -6,7 +6,10 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
+#include <errno.h>
 
 #include "sluice/log.h"
 
@@ -61,4 +64,14 @@ int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg)
     if (cfg->log_syslog)
         log_init(prog, 1);
     return -1;
+}
+
+void daemon_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open file limit: %s", strerror(errno));
+    }
 }

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 #include <uv.h>
@@ -54,17 +53,6 @@ static void on_hup(uv_signal_t *h, int signum)
     dlv_runner_reload(runner);
 }
 
-/* Messages waiting for a busy destination hold descriptors (dlv_runner.c). */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("cannot raise the open file limit: %s", strerror(errno));
-    }
-}
-
 /*
  * Maildir writes and spool syncs run on libuv's pool (4 threads by
  * default): more threads let more fsyncs wait in parallel. An explicit
@@ -101,7 +89,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile();
+    daemon_raise_nofile();
     size_thread_pool(cfg.concurrency);
 
     spool_fs *fs = NULL;

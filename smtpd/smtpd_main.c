@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -93,16 +92,6 @@ static void on_hup(uv_signal_t *h, int signum)
         reload_map(server.cfg->sender_login_map, &server.sender_logins, "sender_login_map");
 }
 
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("cannot raise the open file limit: %s", strerror(errno));
-    }
-}
-
 /* As root with a user configured, the spool top must belong to that user. */
 static int prepare_spool_owner(const sluice_config *cfg)
 {
@@ -147,7 +136,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile();
+    daemon_raise_nofile();
     uv_loop_t *loop = uv_default_loop();
 
     bool drop = cfg.user && cfg.user[0] && geteuid() == 0;

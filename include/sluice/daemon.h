@@ -17,4 +17,10 @@ int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg);
 /* A config_diag_fn printing "PROG: DIAG" to stderr; arg is the program name. */
 void daemon_print_diag(void *prog, const char *diag);
 
+/*
+ * Raises the soft open-file limit to the hard one: sessions (smtpd) and
+ * messages waiting for a busy destination (delivery) each hold descriptors.
+ */
+void daemon_raise_nofile(void);
+
 #endif
