@@ -6,6 +6,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sysexits.h>
@@ -64,6 +65,42 @@ int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg)
     if (cfg->log_syslog)
         log_init(prog, 1);
     return -1;
+}
+
+static void log_reload_diag(void *arg, const char *diag)
+{
+    (void)arg;
+    log_warn("reload: %s", diag);
+}
+
+int daemon_reload_config(const char *prog, const sluice_config *running, const char *const *fixed,
+                         sluice_config **out)
+{
+    *out = NULL;
+    sluice_config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        log_err("reload: out of memory; keeping the running configuration");
+        return 1;
+    }
+    int problems = config_load(running->path, cfg, log_reload_diag, NULL);
+    if (problems == 0)
+        problems = config_check_files(cfg, log_reload_diag, NULL);
+    if (problems == 0 && config_keep_fixed(cfg, running, fixed, prog, log_reload_diag, NULL) < 0) {
+        log_err("reload: out of memory");
+        problems = 1;
+    }
+    if (problems != 0) {
+        if (problems < 0)
+            problems = 1; /* the file could not be read at all */
+        log_warn("reload: %s has %d problem%s; keeping the running configuration", running->path,
+                 problems, problems == 1 ? "" : "s");
+        config_free(cfg);
+        free(cfg);
+        return problems;
+    }
+    cfg->refs = 1;
+    *out = cfg;
+    return 0;
 }
 
 void daemon_raise_nofile(void)

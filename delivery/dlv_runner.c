@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "sluice/dlv_core.h"
@@ -100,8 +101,10 @@ static void reload_done(uv_work_t *w, int status)
 
 void dlv_runner_reload(dlv_runner *r)
 {
-    if (r->stopping || r->reloading)
+    if (r->stopping || r->reloading) {
+        log_info("reload: the maps are being reloaded already");
         return;
+    }
     struct reload_job *j = calloc(1, sizeof(*j));
     if (!j) {
         log_err("reload: out of memory");
@@ -329,7 +332,9 @@ static void on_grace(uv_timer_t *t)
      * catch a Maildir write that finished unrecorded. */
     log_err("stop: %zu attempt%s did not finish; exiting anyway", r->inflight,
             r->inflight == 1 ? "" : "s");
-    _exit(0);
+    /* Not a clean stop: a non-zero status lets systemd (Restart=on-failure)
+     * start us again when this was a reload. */
+    _exit(EX_TEMPFAIL);
 }
 
 void dlv_runner_stop(dlv_runner *r, unsigned grace_s, void (*cb)(void *arg), void *arg)

@@ -191,24 +191,40 @@ static int ensure_dir(int at, const char *path)
     return 0;
 }
 
-static int open_maildir(const char *dir)
+static int ensure_subdirs(int dfd)
 {
     static const char *const sub[] = {"tmp", "new", "cur"};
-    int dfd, rc;
+    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+        int rc = ensure_dir(dfd, sub[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
 
+/*
+ * An existing Maildir is opened with one syscall: its subfolders are made
+ * only when a write into them finds one missing (ENOENT), not checked with
+ * three mkdirs on every delivery.
+ */
+static int open_maildir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
+        return dfd;
+    if (errno != ENOENT)
+        return -errno;
     /* The Maildir itself, but not its parents: see maildir.h. */
-    rc = ensure_dir(AT_FDCWD, dir);
+    int rc = ensure_dir(AT_FDCWD, dir);
     if (rc < 0)
         return rc;
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
-    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
-        rc = ensure_dir(dfd, sub[i]);
-        if (rc < 0) {
-            close(dfd);
-            return rc;
-        }
+    rc = ensure_subdirs(dfd);
+    if (rc < 0) {
+        close(dfd);
+        return rc;
     }
     return dfd;
 }
@@ -247,6 +263,7 @@ static int fresh_name(const maildir_delivery *d, const char *host, char *name, s
 static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char *tmp, size_t tmpsz,
                       char *name, size_t namesz)
 {
+    bool made = false;
     for (int i = 0; i < NAME_TRIES; i++) {
         int fd, rc = fresh_name(d, host, name, namesz);
         if (rc < 0)
@@ -256,6 +273,13 @@ static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char
         fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0)
             return fd;
+        if (errno == ENOENT && !made) { /* tmp/ is missing: make the subfolders */
+            made = true;
+            if ((rc = ensure_subdirs(dfd)) < 0)
+                return rc;
+            i--;
+            continue;
+        }
         if (errno != EEXIST)
             return -errno;
     }
@@ -271,6 +295,7 @@ static int publish(int dfd, const maildir_delivery *d, const char *host, const c
                    char *name, size_t namesz)
 {
     char dst[MAILDIR_NAME_MAX + 8];
+    bool made = false;
 
     for (int i = 0; i < NAME_TRIES; i++) {
         if (i > 0 && fresh_name(d, host, name, namesz) < 0)
@@ -284,6 +309,14 @@ static int publish(int dfd, const maildir_delivery *d, const char *host, const c
         }
         if (errno == EEXIST)
             continue;
+        if (errno == ENOENT && !made) { /* new/ is missing: make the subfolders */
+            made = true;
+            int rc = ensure_subdirs(dfd);
+            if (rc < 0)
+                return rc;
+            i--;
+            continue;
+        }
         if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
             if (renameat(dfd, tmp, dfd, dst) == 0)
                 return 0;

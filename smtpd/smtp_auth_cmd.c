@@ -27,7 +27,7 @@ bool smtp_auth_offered(const smtp_session *s)
         return false;
     if (s->tls_on)
         return true;
-    if (!s->srv->cfg->allow_plaintext_auth)
+    if (!s->cfg->allow_plaintext_auth)
         return false;
     const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
     if (sa->sa_family == AF_INET)
@@ -50,7 +50,7 @@ struct auth_work {
 
 static bool dovecot(const smtp_session *s)
 {
-    return s->srv->cfg->auth_backend == AUTH_BACKEND_DOVECOT;
+    return s->cfg->auth_backend == AUTH_BACKEND_DOVECOT;
 }
 
 /* The mechanisms for "250-AUTH", from the backend in use. */
@@ -216,9 +216,8 @@ void smtp_auth_cmd(smtp_session *s, const char *arg, size_t len)
     if (uv_tcp_getsockname(&s->io.tcp, (struct sockaddr *)&ss, &namelen) == 0)
         smtp_auth_ipport((struct sockaddr *)&ss, local, sizeof(local));
     smtp_auth_ipport((struct sockaddr *)&s->peer, remote, sizeof(remote));
-    int nr = dovecot(s)
-                 ? smtp_auth_dovecot_new(s->srv->cfg->hostname, NULL, local, remote, &s->auth_dv)
-                 : smtp_auth_new(s->srv->cfg->hostname, NULL, local, remote, &s->auth);
+    int nr = dovecot(s) ? smtp_auth_dovecot_new(s->cfg->hostname, NULL, local, remote, &s->auth_dv)
+                        : smtp_auth_new(s->cfg->hostname, NULL, local, remote, &s->auth);
     if (nr < 0) {
         smtp_reply(s, "%s", smtp_auth_reply(SMTP_AUTH_TEMP));
         return;

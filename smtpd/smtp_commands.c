@@ -35,14 +35,14 @@ static const char *verb_name(smtp_verb v)
 
 void smtp_cmd_greet(smtp_session *s)
 {
-    smtp_reply(s, "220 %s ESMTP Sluice", s->srv->cfg->hostname);
+    smtp_reply(s, "220 %s ESMTP Sluice", s->cfg->hostname);
 }
 
 void smtp_cmd_error(smtp_session *s)
 {
-    unsigned max = s->srv->cfg->max_bad_commands;
+    unsigned max = s->cfg->max_bad_commands;
     if (max && ++s->bad_commands > max) {
-        smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
+        smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
         log_info("too many errors from %s[%s]; closing", s->peer_name, s->peer_ip);
         s->quitting = true;
     }
@@ -64,11 +64,13 @@ void smtp_tx_reset(smtp_session *s)
     s->bdat_left = 0;
     s->bdat_last = false;
     s->bdat_failed = false;
+    s->body_start_ms = 0;
+    s->body_bytes = 0;
     s->bdat_reply = NULL;
     s->state = s->helo[0] ? SMTP_S_READY : SMTP_S_GREET;
     if (smtp_server_draining(s->srv) && !s->closing && !s->quitting) {
         /* a transaction ended during shutdown: say goodbye now */
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->cfg->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
         s->quitting = true;
     }
 }
@@ -93,14 +95,14 @@ static bool may_relay(const smtp_session *s)
 {
     if (s->kind == LISTEN_LOCAL || s->auth_id[0])
         return true;
-    return config_is_trusted(s->srv->cfg, (const struct sockaddr *)&s->peer);
+    return config_is_trusted(s->cfg, (const struct sockaddr *)&s->peer);
 }
 
 /* ---- HELO / EHLO ---- */
 
 static void do_helo(smtp_session *s, const smtp_cmd *c, bool esmtp)
 {
-    const sluice_config *cfg = s->srv->cfg;
+    const sluice_config *cfg = s->cfg;
     if (c->arg_len == 0 || smtp_helo_parse(c->arg, c->arg_len) != SMTP_POK) {
         smtp_reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         smtp_cmd_error(s);
@@ -135,7 +137,7 @@ static bool may_relay(const smtp_session *s);
 
 static bool spf_applies(const smtp_session *s)
 {
-    return s->srv->spf && s->kind == LISTEN_MX && !may_relay(s);
+    return s->srv->spf && s->cfg->spf != SPF_OFF && s->kind == LISTEN_MX && !may_relay(s);
 }
 
 static void on_spf(spf_request *req, int status)
@@ -143,7 +145,7 @@ static void on_spf(spf_request *req, int status)
     smtp_session *s = req->data;
     s->spf_req = NULL;
     if (status == 0 && !s->closing) {
-        const sluice_config *cfg = s->srv->cfg;
+        const sluice_config *cfg = s->cfg;
         enum spf_action act = spf_policy(cfg->spf, req->result);
         char reply[600];
         log_info("SPF %s for %s[%s]: helo=<%s> from=<%s> identity=%s domain=%s",
@@ -225,7 +227,7 @@ static const char *perr_reply(smtp_perr e, bool mail)
 
 static void do_mail(smtp_session *s, const smtp_cmd *c)
 {
-    const sluice_config *cfg = s->srv->cfg;
+    const sluice_config *cfg = s->cfg;
     if (s->state == SMTP_S_GREET) {
         smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
@@ -281,7 +283,7 @@ static void do_mail(smtp_session *s, const smtp_cmd *c)
 
 static void do_rcpt(smtp_session *s, const smtp_cmd *c)
 {
-    const sluice_config *cfg = s->srv->cfg;
+    const sluice_config *cfg = s->cfg;
     smtp_rcpt_args r;
     const char *bad = NULL;
 
@@ -367,7 +369,7 @@ static void add_missing_headers(smtp_session *s)
         spool_out(s, buf, n);
     }
     if (!s->hdr.have_msgid) {
-        int n = snprintf(buf, sizeof(buf), "Message-ID: <%s@%s>\r\n", s->id, s->srv->cfg->hostname);
+        int n = snprintf(buf, sizeof(buf), "Message-ID: <%s@%s>\r\n", s->id, s->cfg->hostname);
         if (n > 0 && (size_t)n < sizeof(buf))
             spool_out(s, buf, (size_t)n);
     }
@@ -533,7 +535,7 @@ static void do_data(smtp_session *s, const smtp_cmd *c)
         smtp_tx_reset(s);
         return;
     }
-    smtp_data_init(&s->data, s->srv->cfg->max_message_size);
+    smtp_data_init(&s->data, s->cfg->max_message_size);
     s->state = SMTP_S_DATA;
     smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -570,7 +572,7 @@ static void do_bdat(smtp_session *s, const smtp_cmd *c)
             s->bdat_reply = why;
             log_reject(s, SMTP_VERB_BDAT, NULL, why);
         }
-        smtp_data_init(&s->data, s->srv->cfg->max_message_size);
+        smtp_data_init(&s->data, s->cfg->max_message_size);
     }
     s->state = SMTP_S_BDAT;
     if (size == 0)
@@ -582,7 +584,7 @@ static size_t bdat_bytes(smtp_session *s, const char *p, size_t len)
 {
     size_t n = len < s->bdat_left ? len : (size_t)s->bdat_left;
     if (n && !s->bdat_failed) {
-        uint64_t max = s->srv->cfg->max_message_size;
+        uint64_t max = s->cfg->max_message_size;
         if (max && s->data.size + n > max)
             s->data.too_big = true;
         else {

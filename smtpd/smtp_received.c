@@ -20,7 +20,7 @@ int smtp_received_header(const smtp_session *s, sbuf *out)
     if (s->kind == LISTEN_LOCAL) {
         /* As Postfix's pickup: the kernel-verified user, no network data. */
         rc = sbuf_printf(out, "Received: by %s (Sluice, from userid %ld)\r\n\tid %s",
-                         s->srv->cfg->hostname, s->local_uid, s->id);
+                         s->cfg->hostname, s->local_uid, s->id);
         if (rc == 0 && s->env.nrcpt == 1)
             rc = sbuf_printf(out, "\r\n\tfor <%s>", s->env.rcpts[0].addr);
         if (rc == 0)
@@ -34,7 +34,7 @@ int smtp_received_header(const smtp_session *s, sbuf *out)
             sbuf_printf(out, "\t(using %s with cipher %s (%d bits))\r\n", tls_conn_version(&s->tls),
                         tls_conn_cipher(&s->tls), tls_conn_bits(&s->tls));
     if (rc == 0)
-        rc = sbuf_printf(out, "\tby %s (Sluice) with %s id %s", s->srv->cfg->hostname,
+        rc = sbuf_printf(out, "\tby %s (Sluice) with %s id %s", s->cfg->hostname,
                          smtp_session_proto(s), s->id);
     if (rc == 0 && s->env.nrcpt == 1)
         rc = sbuf_printf(out, "\r\n\tfor <%s>", s->env.rcpts[0].addr);

@@ -214,9 +214,11 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
     else
         srv->resolver_ok = true;
 
-    int trc = smtp_server_load_tls(srv);
+    SSL_CTX *ctx;
+    int trc = smtp_server_tls_load(cfg, &ctx);
     if (trc < 0)
         return trc;
+    smtp_server_tls_set(srv, ctx);
     for (int i = 0; i < cfg->nlisten; i++) {
         const cfg_listen *l = &cfg->listen[i];
         struct sockaddr_storage ss;
@@ -248,24 +250,26 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
     return 0;
 }
 
-int smtp_server_load_tls(smtp_server *srv)
+int smtp_server_tls_load(const sluice_config *cfg, SSL_CTX **out)
 {
-    const sluice_config *cfg = srv->cfg;
+    *out = NULL;
     if (!cfg->tls_cert || !cfg->tls_cert[0] || !cfg->tls_key || !cfg->tls_key[0])
         return 0;
     char err[512];
-    SSL_CTX *ctx;
-    int rc = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, &ctx, err, sizeof(err));
-    if (rc < 0) {
-        log_err("TLS: %s%s", err, srv->tls_ctx ? "; keeping the old certificate" : "");
-        return rc;
-    }
+    int rc = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, out, err, sizeof(err));
+    if (rc < 0)
+        log_err("TLS: %s", err);
+    return rc;
+}
+
+void smtp_server_tls_set(smtp_server *srv, SSL_CTX *ctx)
+{
     /* Sessions hold their own reference through their SSL objects. */
     if (srv->tls_ctx)
         SSL_CTX_free(srv->tls_ctx);
     srv->tls_ctx = ctx;
-    log_info("TLS: certificate %s loaded", cfg->tls_cert);
-    return 0;
+    if (ctx)
+        log_info("TLS: certificate %s loaded", srv->cfg->tls_cert);
 }
 
 bool smtp_server_draining(const smtp_server *srv)

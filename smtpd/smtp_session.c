@@ -42,6 +42,7 @@ void smtp_session_unref(smtp_session *s)
     sbuf_free(&s->pend);
     sbuf_free(&s->out);
     sbuf_free(&s->wout);
+    config_release(s->cfg);
     free(s);
 }
 
@@ -61,7 +62,7 @@ void smtp_session_drain(smtp_session *s)
         smtp_session_close(s); /* nothing readable can be said yet */
         return;
     }
-    smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->cfg->hostname);
+    smtp_reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
     s->quitting = true;
     session_flush(s);
 }
@@ -98,21 +99,45 @@ void smtp_session_close(smtp_session *s)
     uv_close(&s->io.handle, on_handle_closed);
 }
 
+/*
+ * Once a message body has begun, the transaction must also average
+ * min_data_rate: its end may come no later than timeout_data_block after
+ * the first body byte plus the time its bytes take at that rate (the
+ * budget of Postfix's smtpd_min_data_rate). A client that keeps sending a
+ * byte just inside every timeout_data_block cannot hold the session for
+ * ever. Returns 0 when no budget applies.
+ */
+static uint64_t body_budget_end(const smtp_session *s)
+{
+    const sluice_config *cfg = s->cfg;
+    if (!s->body_start_ms || !cfg->min_data_rate)
+        return 0;
+    return s->body_start_ms + (uint64_t)cfg->timeout_data_block * 1000 +
+           s->body_bytes * 1000 / cfg->min_data_rate;
+}
+
 static void arm_timer(smtp_session *s);
 
 static void on_timeout(uv_timer_t *t)
 {
     smtp_session *s = t->data;
-    log_info("timeout after %s from %s[%s]",
-             s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ? "DATA" : "command", s->peer_name,
-             s->peer_ip);
+    uint64_t end = body_budget_end(s), now = uv_now(s->srv->loop);
+    if (end && now >= end)
+        log_info("timeout: message body from %s[%s] too slow: %llu bytes in %llu ms "
+                 "(min_data_rate %u bytes/s)",
+                 s->peer_name, s->peer_ip, (unsigned long long)s->body_bytes,
+                 (unsigned long long)(now - s->body_start_ms), s->cfg->min_data_rate);
+    else
+        log_info("timeout after %s from %s[%s]",
+                 s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ? "DATA" : "command",
+                 s->peer_name, s->peer_ip);
     /*
      * A client that stopped reading may never let a queued write finish:
      * say goodbye only if the socket takes it now, then close regardless.
      */
     char msg[300];
-    int n = snprintf(msg, sizeof(msg), "421 4.4.2 %s Error: timeout exceeded\r\n",
-                     s->srv->cfg->hostname);
+    int n =
+        snprintf(msg, sizeof(msg), "421 4.4.2 %s Error: timeout exceeded\r\n", s->cfg->hostname);
     /* Before a TLS handshake completes, no reply can be read: just close. */
     if (!s->writing && n > 0) {
         if (!s->tls_on) {
@@ -134,10 +159,13 @@ static void arm_timer(smtp_session *s)
 {
     if (s->closing)
         return;
-    const sluice_config *cfg = s->srv->cfg;
+    const sluice_config *cfg = s->cfg;
     unsigned secs = (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) ? cfg->timeout_data_block
                                                                          : cfg->timeout_command;
-    uv_timer_start(&s->timer, on_timeout, (uint64_t)secs * 1000, 0);
+    uint64_t ms = (uint64_t)secs * 1000, end = body_budget_end(s), now = uv_now(s->srv->loop);
+    if (end)
+        ms = end <= now ? 0 : end - now < ms ? end - now : ms;
+    uv_timer_start(&s->timer, on_timeout, ms, 0);
 }
 
 /* ---- output ---- */
@@ -348,9 +376,12 @@ static size_t process_bytes(smtp_session *s, const char *p, size_t len)
     size_t used = 0;
     while (used < len && !s->waiting && !s->closing && !s->quitting && !s->starttls_pending) {
         size_t n;
-        if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
+        if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) {
+            if (!s->body_start_ms)
+                s->body_start_ms = uv_now(s->srv->loop);
             n = smtp_cmd_body(s, p + used, len - used);
-        else
+            s->body_bytes += n;
+        } else
             n = process_commands(s, p + used, len - used);
         if (n == 0)
             break;
@@ -491,6 +522,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (!s->closing)
         session_process(s);
+    /* the body bytes just counted move the min_data_rate budget */
+    if (!s->closing && s->body_start_ms && (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT))
+        arm_timer(s);
 }
 
 /*
@@ -522,6 +556,7 @@ void smtp_session_accept(smtp_server *srv, uv_stream_t *listener, enum listen_ki
         return;
     }
     s->srv = srv;
+    s->cfg = config_hold(srv->cfg);
     s->kind = kind;
     s->refs = 2; /* the two handles' close callbacks */
     s->io.handle.data = s;

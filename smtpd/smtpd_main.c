@@ -1,7 +1,8 @@
 /*
  * smtpd_main.c - sluice-smtpd: reads the config, binds the listeners,
  * drops privileges, opens the spool, and serves until SIGTERM/SIGINT.
- * SIGHUP re-reads the maps and the certificate (a broken one keeps the old).
+ * SIGHUP re-reads sluice.conf, the maps and the certificate; any problem in
+ * them keeps everything as it was.
  */
 #include <errno.h>
 #include <signal.h>
@@ -32,7 +33,7 @@ static uv_signal_t sig_term, sig_int, sig_hup;
 static void log_diag(void *arg, const char *diag)
 {
     (void)arg;
-    log_warn("%s", diag);
+    log_warn("reload: %s", diag);
 }
 
 /* Every session is gone: no commit can start any more; close the spool. */
@@ -50,6 +51,7 @@ static void on_drained(smtp_server *srv)
      * under way, so a further SIGTERM must not kill it half-way. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     spool_close(the_spool);
 }
 
@@ -67,29 +69,81 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     (void)h;
 }
 
-static void reload_map(const char *path, map **slot, const char *what)
+/*
+ * What a running sluice-smtpd cannot change: its sockets, its spool and
+ * user, how it logs, and what was set up once at start (the SASL library,
+ * the AUTH throttle table, the DNS channels).
+ */
+static const char *const smtpd_fixed[] = {
+    "server.spool",
+    "server.user",
+    "server.log",
+    "smtpd.listen",
+    "smtpd.auth_mechanisms",
+    "smtpd.sasl_db",
+    "smtpd.auth_backend",
+    "smtpd.dovecot_auth_socket",
+    "smtpd.auth_fail_limit",
+    "smtpd.auth_fail_window",
+    "delivery.dns_servers",
+    NULL,
+};
+
+static int load_map(const char *path, map **out)
 {
-    map *m = NULL;
-    int rc = map_load(path, &m, log_diag, NULL);
-    if (rc != 0) {
-        log_warn("reload: %s map %s has problems; keeping the old one", what, path);
-        map_free(m);
-        return;
-    }
-    map_free(*slot);
-    *slot = m;
+    *out = NULL;
+    if (!path || !path[0])
+        return 0;
+    return map_load(path, out, log_diag, NULL) != 0 ? -1 : 0;
 }
 
+/*
+ * SIGHUP: sluice.conf, the maps and the certificate are loaded and checked
+ * as a whole first; any problem keeps everything as it was. Open sessions
+ * finish with the config they began with; new ones get the new one.
+ */
 static void on_hup(uv_signal_t *h, int signum)
 {
     (void)h;
     (void)signum;
-    log_info("SIGHUP: reloading maps and certificates");
-    smtp_server_load_tls(&server);
-    reload_map(server.cfg->mailboxes, &server.mailboxes, "mailboxes");
-    reload_map(server.cfg->aliases, &server.aliases, "aliases");
-    if (server.cfg->sender_login_map && server.cfg->sender_login_map[0])
-        reload_map(server.cfg->sender_login_map, &server.sender_logins, "sender_login_map");
+    if (server.stopping)
+        return;
+    log_info("SIGHUP: reloading %s, maps and certificate", server.cfg->path);
+    sluice_config *cfg;
+    if (daemon_reload_config("sluice-smtpd", server.cfg, smtpd_fixed, &cfg) != 0)
+        return;
+    bool any_mx = false;
+    for (int i = 0; i < server.nlisteners; i++)
+        any_mx |= server.listen_kind[i] == LISTEN_MX;
+    if (!server.spf && any_mx && cfg->spf != SPF_OFF) {
+        /* the checker's threads and DNS channels are made at start */
+        log_warn("reload: spf = %s needs a restart of sluice-smtpd; SPF stays off",
+                 cfg->spf == SPF_TAG ? "tag" : "reject");
+        cfg->spf = SPF_OFF;
+    }
+    map *mailboxes = NULL, *aliases = NULL, *sender_logins = NULL;
+    SSL_CTX *ctx = NULL;
+    if (load_map(cfg->mailboxes, &mailboxes) < 0 || load_map(cfg->aliases, &aliases) < 0 ||
+        load_map(cfg->sender_login_map, &sender_logins) < 0 ||
+        smtp_server_tls_load(cfg, &ctx) < 0) {
+        log_warn("reload: keeping the running configuration, maps and certificate");
+        map_free(mailboxes);
+        map_free(aliases);
+        map_free(sender_logins);
+        config_release(cfg);
+        return;
+    }
+    map_free(server.mailboxes);
+    map_free(server.aliases);
+    map_free(server.sender_logins);
+    server.mailboxes = mailboxes;
+    server.aliases = aliases;
+    server.sender_logins = sender_logins;
+    config_release(server.cfg);
+    server.cfg = cfg;
+    smtp_server_tls_set(&server, ctx);
+    log_info("reload: %s in force for new sessions; %u open session%s keep%s the previous one",
+             cfg->path, server.nconn, server.nconn == 1 ? "" : "s", server.nconn == 1 ? "s" : "");
 }
 
 /* As root with a user configured, the spool top must belong to that user. */
@@ -115,23 +169,31 @@ static int prepare_spool_owner(const sluice_config *cfg)
 
 int main(int argc, char **argv)
 {
-    static sluice_config cfg;
-    int status = daemon_config("sluice-smtpd", argc, argv, &cfg);
-    if (status >= 0)
+    sluice_config *cfgp = calloc(1, sizeof(*cfgp));
+    if (!cfgp) {
+        fprintf(stderr, "sluice-smtpd: out of memory\n");
+        return EX_OSERR;
+    }
+    int status = daemon_config("sluice-smtpd", argc, argv, cfgp);
+    if (status >= 0) {
+        free(cfgp);
         return status;
+    }
+    cfgp->refs = 1; /* server.cfg's; sessions add theirs */
+    sluice_config *cfg = cfgp;
 
     map *mailboxes = NULL, *aliases = NULL;
-    if (map_load(cfg.mailboxes, &mailboxes, daemon_print_diag, (void *)"sluice-smtpd") != 0 ||
-        map_load(cfg.aliases, &aliases, daemon_print_diag, (void *)"sluice-smtpd") != 0) {
-        config_free(&cfg);
+    if (map_load(cfg->mailboxes, &mailboxes, daemon_print_diag, (void *)"sluice-smtpd") != 0 ||
+        map_load(cfg->aliases, &aliases, daemon_print_diag, (void *)"sluice-smtpd") != 0) {
+        config_release(cfg);
         return EX_CONFIG;
     }
 
     map *sender_logins = NULL;
-    if (cfg.sender_login_map && cfg.sender_login_map[0] &&
-        map_load(cfg.sender_login_map, &sender_logins, daemon_print_diag, (void *)"sluice-smtpd") !=
-            0) {
-        config_free(&cfg);
+    if (cfg->sender_login_map && cfg->sender_login_map[0] &&
+        map_load(cfg->sender_login_map, &sender_logins, daemon_print_diag,
+                 (void *)"sluice-smtpd") != 0) {
+        config_release(cfg);
         return EX_CONFIG;
     }
 
@@ -139,8 +201,8 @@ int main(int argc, char **argv)
     daemon_raise_nofile();
     uv_loop_t *loop = uv_default_loop();
 
-    bool drop = cfg.user && cfg.user[0] && geteuid() == 0;
-    if (drop && prepare_spool_owner(&cfg) < 0)
+    bool drop = cfg->user && cfg->user[0] && geteuid() == 0;
+    if (drop && prepare_spool_owner(cfg) < 0)
         return EX_CONFIG;
     /* Signals first: a SIGTERM right after start must stop us cleanly. */
     uv_signal_init(loop, &sig_term);
@@ -150,54 +212,54 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
 
-    if (smtp_server_start(&server, loop, &cfg, NULL, mailboxes, aliases) < 0)
+    if (smtp_server_start(&server, loop, cfg, NULL, mailboxes, aliases) < 0)
         return EX_OSERR;
-    if (drop && privdrop_to(cfg.user) < 0)
+    if (drop && privdrop_to(cfg->user) < 0)
         return EX_OSERR;
     if (!drop && geteuid() == 0)
         log_warn("running as root: set [server] user to drop privileges");
 
-    int rc = spool_open(loop, cfg.spool, &the_spool);
+    int rc = spool_open(loop, cfg->spool, &the_spool);
     if (rc < 0) {
-        log_err("spool %s: %s", cfg.spool, uv_strerror(rc));
+        log_err("spool %s: %s", cfg->spool, uv_strerror(rc));
         return EX_CANTCREAT;
     }
     server.spool = the_spool;
     server.sender_logins = sender_logins;
-    if (auth_throttle_new(cfg.auth_fail_limit, cfg.auth_fail_window, AUTH_THROTTLE_ENTRIES,
+    if (auth_throttle_new(cfg->auth_fail_limit, cfg->auth_fail_window, AUTH_THROTTLE_ENTRIES,
                           &server.auth_throttle) < 0) {
         log_err("out of memory");
         return EX_OSERR;
     }
     bool sasl_started = false, dovecot_started = false;
-    if (cfg.auth_backend == AUTH_BACKEND_DOVECOT) {
-        if (cfg.auth_mechanisms && cfg.auth_mechanisms[0] &&
-            smtp_auth_dovecot_init(cfg.dovecot_auth_socket, cfg.auth_mechanisms) < 0)
+    if (cfg->auth_backend == AUTH_BACKEND_DOVECOT) {
+        if (cfg->auth_mechanisms && cfg->auth_mechanisms[0] &&
+            smtp_auth_dovecot_init(cfg->dovecot_auth_socket, cfg->auth_mechanisms) < 0)
             log_warn("AUTH disabled: dovecot_auth_socket %s is not usable",
-                     cfg.dovecot_auth_socket);
+                     cfg->dovecot_auth_socket);
         else if ((dovecot_started = true), smtp_auth_dovecot_mechs()[0])
             server.auth_ready = true;
-    } else if (cfg.sasl_db && cfg.sasl_db[0] && cfg.auth_mechanisms && cfg.auth_mechanisms[0]) {
-        if (smtp_auth_init(&cfg) < 0)
+    } else if (cfg->sasl_db && cfg->sasl_db[0] && cfg->auth_mechanisms && cfg->auth_mechanisms[0]) {
+        if (smtp_auth_init(cfg) < 0)
             log_warn("AUTH disabled: Cyrus SASL did not start");
         else if ((sasl_started = true), smtp_auth_mechs()[0])
             server.auth_ready = true;
         else
             log_warn("AUTH disabled: none of auth_mechanisms (%s) is available",
-                     cfg.auth_mechanisms);
+                     cfg->auth_mechanisms);
     }
-    if (smtp_server_listen_local(&server, cfg.spool) < 0)
+    if (smtp_server_listen_local(&server, cfg->spool) < 0)
         return EX_CANTCREAT;
 
     bool any_mx = false;
-    for (int i = 0; i < cfg.nlisten; i++)
-        any_mx |= cfg.listen[i].kind == LISTEN_MX;
-    if (cfg.spf != SPF_OFF && any_mx && spf_checker_new(loop, &cfg, &server.spf) < 0) {
+    for (int i = 0; i < cfg->nlisten; i++)
+        any_mx |= cfg->listen[i].kind == LISTEN_MX;
+    if (cfg->spf != SPF_OFF && any_mx && spf_checker_new(loop, cfg, &server.spf) < 0) {
         log_err("SPF checker did not start");
         return EX_OSERR;
     }
 
-    log_info("started: hostname=%s spool=%s", cfg.hostname, cfg.spool);
+    log_info("started: hostname=%s spool=%s", cfg->hostname, cfg->spool);
     uv_run(loop, UV_RUN_DEFAULT);
     log_info("stopped");
     if (server.spf) {
@@ -219,6 +281,6 @@ int main(int argc, char **argv)
     map_free(server.mailboxes);
     map_free(server.aliases);
     uv_loop_close(loop);
-    config_free(&cfg);
+    config_release(server.cfg); /* the current one: a SIGHUP may have replaced cfg */
     return 0;
 }

@@ -68,6 +68,7 @@ typedef struct sluice_config {
     enum spf_mode spf;
     unsigned timeout_command;    /* seconds: waiting for a command (RFC 5321 4.5.3.2.7: 5m) */
     unsigned timeout_data_block; /* seconds between DATA/BDAT reads (4.5.3.2.6: 3m) */
+    unsigned min_data_rate;      /* bytes/s a message body must average; 0 = none */
     unsigned max_bad_commands;   /* errors before 421 and close */
     bool allow_plaintext_auth;   /* AUTH without TLS from loopback (testing only) */
     unsigned auth_fail_limit;    /* failed AUTHs per client IP in auth_fail_window */
@@ -97,6 +98,8 @@ typedef struct sluice_config {
 
     /* Private to common/config*.c: where each key was set, for messages. */
     struct config_src *src;
+    /* Holders of a malloc'd config (config_hold/config_release); 0 after load. */
+    unsigned refs;
 } sluice_config;
 
 /*
@@ -158,6 +161,28 @@ int config_load_buffer(const char *name, const char *data, size_t len, sluice_co
  * mailboxes map. Returns a malloc'd string, or NULL when out of memory.
  */
 char *config_abs_path(const sluice_config *cfg, const char *path);
+
+/*
+ * For SIGHUP. fixed is a NULL-terminated list of "section.key" names that
+ * prog cannot change while it runs (its listeners, its spool...). For each
+ * one whose value in loaded differs from running, reports "FILE:LINE: [section]
+ * key changed: it takes effect when PROG restarts" and gives loaded a copy of
+ * the running value, so that loaded describes what will really be in force.
+ * Returns how many keys were kept, or -ENOMEM.
+ */
+int config_keep_fixed(sluice_config *loaded, const sluice_config *running, const char *const *fixed,
+                      const char *prog, config_diag_fn diag, void *arg);
+
+/* Whether every key has the same value in a and b. */
+bool config_same(const sluice_config *a, const sluice_config *b);
+
+/*
+ * A malloc'd config shared by holders that may outlive a reload (sessions):
+ * config_hold adds a holder; config_release drops one, and the last one
+ * frees it (config_free, then free).
+ */
+sluice_config *config_hold(sluice_config *cfg);
+void config_release(sluice_config *cfg);
 
 /* Parses one listen value, "ADDRESS:PORT KIND". 0 or -EINVAL. */
 int config_parse_listen(const char *s, cfg_listen *out);

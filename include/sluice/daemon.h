@@ -14,6 +14,16 @@
  */
 int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg);
 
+/*
+ * SIGHUP: loads running->path again and checks it as at start. Each problem
+ * is logged as "reload: FILE:LINE: ..."; keys in fixed (see
+ * config_keep_fixed) keep their running value, with a warning. Returns 0 with
+ * *out a new config holding one reference, or the number of problems (then
+ * the running config should stay, and *out is NULL).
+ */
+int daemon_reload_config(const char *prog, const sluice_config *running, const char *const *fixed,
+                         sluice_config **out);
+
 /* A config_diag_fn printing "PROG: DIAG" to stderr; arg is the program name. */
 void daemon_print_diag(void *prog, const char *diag);
 

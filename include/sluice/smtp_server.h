@@ -20,7 +20,7 @@ typedef struct smtp_session smtp_session;
 
 struct smtp_server {
     uv_loop_t *loop;
-    sluice_config *cfg;
+    sluice_config *cfg; /* the current one; holds a reference (config_hold) */
     map *mailboxes;
     map *aliases;
     spool *spool;
@@ -60,8 +60,10 @@ int smtp_server_start(smtp_server *srv, uv_loop_t *loop, sluice_config *cfg, spo
                       map *mailboxes, map *aliases);
 /* Listens on <spool>/run/submit.sock for `sluice sendmail` (after spool_open). */
 int smtp_server_listen_local(smtp_server *srv, const char *spool_root);
-/* (Re)loads tls_cert/tls_key; on failure the old context stays. */
-int smtp_server_load_tls(smtp_server *srv);
+/* A server context for cfg's tls_cert/tls_key (*out NULL when none is set). 0 or negative. */
+int smtp_server_tls_load(const sluice_config *cfg, SSL_CTX **out);
+/* Puts ctx (may be NULL) in force for new handshakes; frees the server's old one. */
+void smtp_server_tls_set(smtp_server *srv, SSL_CTX *ctx);
 /*
  * Stops accepting; idle sessions get 421 4.3.2 and close, sessions in a
  * transaction may finish it within grace_ms (then 421 and close), and the

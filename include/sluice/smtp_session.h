@@ -51,6 +51,10 @@ struct smtp_session {
     } io;
     uv_timer_t timer;
     smtp_server *srv;
+    /* The config in force when the session began: a SIGHUP swaps the
+     * server's, and this session keeps its own until it ends (as Postfix's
+     * smtpd processes do). */
+    sluice_config *cfg;
     smtp_session *prev, *next;
     enum listen_kind kind;
     int refs; /* close callbacks + outstanding spool callbacks */
@@ -104,6 +108,8 @@ struct smtp_session {
     uint64_t bdat_left;          /* bytes still to read of the current chunk */
     bool bdat_last;
     bool bdat_failed;       /* this BDAT transaction is refused; chunks discarded */
+    uint64_t body_start_ms; /* loop time of this transaction's first body byte; 0 = none yet */
+    uint64_t body_bytes;    /* body bytes (DATA, or BDAT chunks) read since then */
     const char *bdat_reply; /* the refusal, replied to each later chunk */
 };
 

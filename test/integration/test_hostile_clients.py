@@ -315,9 +315,10 @@ class Slowloris(HostileCase):
     def test_data_trickle_then_silence_is_closed(self):
         """In DATA the timeout runs between reads (RFC 5321 4.5.3.2.6): a
         trickle that outlasts timeout_data_block lives on, silence ends it,
-        and the half-received message leaves nothing behind."""
+        and the half-received message leaves nothing behind. (min_data_rate
+        is off here: it is what cuts such a trickle short, tested below.)"""
         block = 2
-        s = self.start(timeout_data_block=f"{block}s", timeout_command="30s")
+        s = self.start(timeout_data_block=f"{block}s", timeout_command="30s", min_data_rate=0)
         bad = self.connect(s)
         bad.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\n")
         self.assertEqual([r.code for r in bad.replies(3)], [250, 250, 354])
@@ -350,6 +351,56 @@ class Slowloris(HostileCase):
         self.assertEqual(s.spool_ids(), [], "nothing committed from the timed-out DATA")
         self.assertTrue(st.wait_until(lambda: s.spool_files("incoming") == [], timeout=5),
                         f"incoming/ not cleaned: {s.spool_files('incoming')}")
+        self.assertServes(s)
+
+    def test_data_below_min_data_rate_is_cut_at_its_budget(self):
+        """A body must average min_data_rate: past timeout_data_block plus
+        the time its bytes take at that rate, a trickler gets 421 even though
+        no single gap reaches timeout_data_block. A client above the rate may
+        take much longer than timeout_data_block."""
+        block, rate = 2, 200
+        s = self.start(timeout_data_block=f"{block}s", timeout_command="30s", min_data_rate=rate)
+        bad, good = self.connect(s), self.connect(s)
+        for c in (bad, good):
+            c.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\n")
+            self.assertEqual([r.code for r in c.replies(3)], [250, 250, 354])
+        t0 = time.monotonic()
+        sent_bad = 0
+        sent_good = 0
+        closed_at = None
+        while time.monotonic() - t0 < 2.5 * block:
+            try:
+                bad.send(b"z")  # 1 byte per 0.25 s: far below the rate
+                sent_bad += 1
+            except OSError:
+                closed_at = closed_at or time.monotonic()
+            good.send(b"g" * 150 + b"\r\n")  # 152 bytes per 0.25 s: above it
+            sent_good += 152
+            time.sleep(0.25)
+            if closed_at is None and bad.closed(timeout=0.01):
+                closed_at = time.monotonic()
+        if closed_at is None:
+            try:
+                r = bad.reply(timeout=block + 5)
+                self.assertReply(r, 421, "4.4.2", "below min_data_rate")
+            except st.ConnectionClosed:
+                pass
+            self.assertClosed(bad, "below min_data_rate")
+            closed_at = time.monotonic()
+        budget = block + sent_bad / rate
+        took = closed_at - t0
+        note(f"min_data_rate {rate} B/s: a {sent_bad}-byte trickle closed after {took:.2f}s "
+             f"(budget {budget:.2f}s); {sent_good} bytes over {time.monotonic() - t0:.1f}s "
+             f"at about {sent_good / (time.monotonic() - t0):.0f} B/s kept going")
+        self.assertGreater(took, budget - 0.5, "cut before its budget")
+        self.assertLess(took, budget + 1.5, "not cut at its budget")
+        self.assertRegex(s.log(), rf"timeout: message body from \S+ too slow: \d+ bytes in "
+                                  rf"\d+ ms \(min_data_rate {rate} bytes/s\)")
+        # the client above the rate outlived timeout_data_block twice over
+        self.assertGreater(time.monotonic() - t0, 2 * block)
+        good.send(b".\r\n")
+        qid = self.assertQueued(good.reply(), "above min_data_rate")
+        self.assertEqual(s.spool_ids(), [qid], "nothing from the cut transfer")
         self.assertServes(s)
 
 

@@ -910,7 +910,7 @@ static void test_keys_table_and_docs(void **state)
 {
     int n = 0;
     const config_key_doc *k = config_keys(&n);
-    assert_int_equal(n, 39);
+    assert_int_equal(n, 40);
 
     /* docs/config.md must show every key exactly as the table does. */
     char path[1024];
@@ -1101,6 +1101,83 @@ static void test_check_files(void **state)
                "%s/relay.auth: expected exactly one line 'user password'");
 }
 
+/* ---- reload: fixed keys, sameness, references ---- */
+
+static void test_reload_keep_fixed(void **state)
+{
+    (void)state;
+    sluice_config run, upd;
+    struct diags d1, d2;
+    assert_int_equal(load("[server]\nspool = /var/s\nhostname = a.test\n"
+                          "[smtpd]\nlisten = 127.0.0.1:25 mx\n"
+                          "[delivery]\ndns_servers = 127.0.0.1:53\n",
+                          &run, &d1),
+                     0);
+    assert_int_equal(load("[server]\nspool = /var/other\nhostname = b.test\n"
+                          "[smtpd]\nlisten = 127.0.0.1:25 mx\nlisten = 127.0.0.1:587 submission\n"
+                          "[delivery]\ndns_servers = 127.0.0.1:53\n",
+                          &upd, &d2),
+                     0);
+    assert_false(config_same(&run, &upd));
+    static const char *const fixed[] = {"server.spool", "smtpd.listen", "delivery.dns_servers",
+                                        "no.such",      "nodot",        NULL};
+    struct diags d;
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(config_keep_fixed(&upd, &run, fixed, "prog", collect, &d), 2);
+    if (d.n != 2)
+        print_diags(&d);
+    assert_int_equal(d.n, 2);
+    assert_true(has_diag(&d, "/etc/t/s.conf:2: [server] spool changed: it takes effect when "
+                             "prog restarts; the running value stays"));
+    assert_true(has_diag(&d, "/etc/t/s.conf:5: [smtpd] listen changed: it takes effect when "
+                             "prog restarts; the running value stays"));
+    /* the running values were copied, the others left alone */
+    assert_string_equal(upd.spool, "/var/s");
+    assert_int_equal(upd.nlisten, 1);
+    assert_int_equal(upd.listen[0].port, 25);
+    assert_string_equal(upd.hostname, "b.test");
+    assert_false(config_same(&run, &upd));
+    /* its own copy: freeing run must not touch upd */
+    config_free(&run);
+    assert_string_equal(upd.spool, "/var/s");
+    assert_string_equal(upd.dns_servers[0], "127.0.0.1:53");
+
+    /* with the hostname set back, the two are the same */
+    sluice_config again;
+    struct diags d3;
+    assert_int_equal(load("[server]\nspool = /var/s\nhostname = b.test\n"
+                          "[smtpd]\nlisten = 127.0.0.1:25 mx\n"
+                          "[delivery]\ndns_servers = 127.0.0.1:53\n",
+                          &again, &d3),
+                     0);
+    assert_true(config_same(&again, &upd));
+    config_free(&again);
+    config_free(&upd);
+    diags_free(&d);
+    diags_free(&d1);
+    diags_free(&d2);
+    diags_free(&d3);
+}
+
+static void test_reload_refs(void **state)
+{
+    (void)state;
+    sluice_config *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    struct diags d;
+    assert_int_equal(load("[server]\nhostname = a.test\n", c, &d), 0);
+    c->refs = 1;
+    assert_ptr_equal(config_hold(c), c);
+    assert_int_equal(c->refs, 2);
+    config_release(c);
+    assert_int_equal(c->refs, 1);
+    assert_string_equal(c->hostname, "a.test");
+    config_release(c); /* freed here: LeakSanitizer checks it */
+    config_release(NULL);
+    assert_null(config_hold(NULL));
+    diags_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1126,6 +1203,8 @@ int main(void)
         cmocka_unit_test(test_local_domain),
         cmocka_unit_test(test_keys_table_and_docs),
         cmocka_unit_test(test_check_files),
+        cmocka_unit_test(test_reload_keep_fixed),
+        cmocka_unit_test(test_reload_refs),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

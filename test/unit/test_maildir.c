@@ -123,6 +123,25 @@ static void test_creates_folders(void **state)
     assert_int_equal(maildir_deliver(&d, NULL, 0), 0);
     snprintf(sub, sizeof(sub), "%s/new", md);
     assert_int_equal(count_entries(sub), 2);
+
+    /* An existing Maildir that lost its subfolders gets them back. */
+    for (const char *s = "tmp\0cur\0"; *s; s += strlen(s) + 1) {
+        snprintf(sub, sizeof(sub), "%s/%s", md, s);
+        assert_int_equal(rmdir(sub), 0);
+    }
+    assert_int_equal(maildir_deliver(&d, NULL, 0), 0);
+    snprintf(sub, sizeof(sub), "%s/cur", md);
+    assert_int_equal(stat(sub, &st), 0);
+    snprintf(sub, sizeof(sub), "%s/new", md);
+    assert_int_equal(count_entries(sub), 3);
+    /* ...and new/ too, when only new/ is gone (the file is then published). */
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/new'", md);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(maildir_deliver(&d, NULL, 0), 0);
+    assert_int_equal(count_entries(sub), 1);
+    snprintf(sub, sizeof(sub), "%s/tmp", md);
+    assert_int_equal(count_entries(sub), 0);
     close(fd);
 }
 
@@ -360,8 +379,10 @@ static void test_errors(void **state)
     fclose(fopen(p, "w"));
     d.dir = md;
     assert_int_equal(maildir_deliver(&d, NULL, 0), -ENOTDIR);
+    /* nothing published: new/ is not even made (its mkdir waits for a need) */
     snprintf(p, sizeof(p), "%s/new", md);
-    assert_int_equal(count_entries(p), 0);
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(errno, ENOENT);
 
     /* Reading the message fails halfway: the tmp/ file goes, new/ stays empty. */
     path(md, sizeof(md), "readfail");
