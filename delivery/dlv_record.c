@@ -7,7 +7,7 @@
  *
  *   1. spool_fs_store   outcomes, attempts, next attempt (dsn-sent still no)
  *   2. spool_fs_inject  the DSN, a message of its own, durable on return
- *   3. spool_fs_remove  only when every recipient is final and each DSN
+ *   3. spool_fs_remove_unsynced  only when every recipient is final and each DSN
  *                       owed is committed; otherwise store dsn-sent: yes
  *
  * A crash after 1 repeats the DSN decision (a duplicate DSN at worst), a
@@ -284,7 +284,7 @@ void dlv_attempt_finish(dlv_msg *m)
     for (size_t i = 0; done && i < e->nrcpt; i++)
         done = e->rcpts[i].dsn_sent;
     if (done) {
-        if ((rc = spool_fs_remove(fs, m->id)) == 0 || rc == -ENOENT) {
+        if ((rc = spool_fs_remove_unsynced(fs, m->id)) == 0 || rc == -ENOENT) {
             log_info("%s: removed", m->id);
             m->next_ms = -1;
             goto out;

@@ -25,8 +25,9 @@
  *        fails the whole batch (we cannot tell whose data was lost); a
  *        failed fdatasync fails that message.
  *     3. rename each .msg, then its .env, into queue/ (never replacing).
- *     4. fsync(queue/) once: the new names are durable. If it fails, the
- *        batch's names are removed again and the batch fails.
+ *     4. make the new names durable: fsync(queue/) once, or, when the next
+ *        batch is already waiting, that batch's syncfs (see syncer_main).
+ *        If it fails, the batch's names are removed again and it fails.
  *     5. close (releasing the locks), hand the batch to the loop
  *        (uv_async_send); there each callback runs (status 0 = durable: the
  *        session may say 250), then one "new ID ..." datagram per batch
@@ -86,24 +87,24 @@ static void write_msg(spool *s, spool_msg *m)
         fail_msg(s, m, rc, "write");
 }
 
-/* Steps 2-5 for a batch of written messages. */
-static void sync_batch(spool *s, spool_msg **batch, size_t n)
+/* Step 2 for a batch: its data and envelopes on disk. 0, or the syncfs error. */
+static int sync_data(spool *s, spool_msg **batch, size_t n)
 {
-    size_t ok = 0;
     int rc;
-
-    /* 2. sync */
     if (s->method == SPOOL_SYNC_FDATASYNC) {
         for (size_t i = 0; i < n; i++)
             if ((rc = spool_txn_datasync(&batch[i]->txn)) != 0)
                 fail_msg(s, batch[i], rc, "fdatasync");
-    } else if ((rc = sync_fs(s)) != 0) {
-        for (size_t i = 0; i < n; i++)
-            fail_msg(s, batch[i], rc, "syncfs");
-        return;
+        return 0;
     }
+    return sync_fs(s);
+}
 
-    /* 3. rename */
+/* Step 3: renames each written message into queue/; returns how many made it. */
+static size_t rename_batch(spool *s, spool_msg **batch, size_t n, spool_msg **named)
+{
+    size_t k = 0;
+    int rc;
     for (size_t i = 0; i < n; i++) {
         spool_msg *m = batch[i];
         if (m->status != 0)
@@ -111,27 +112,28 @@ static void sync_batch(spool *s, spool_msg **batch, size_t n)
         if ((rc = spool_txn_rename(s->fs, &m->txn)) != 0)
             fail_msg(s, m, rc, "rename");
         else
-            ok++;
+            named[k++] = m;
     }
-    if (ok == 0)
-        return;
+    return k;
+}
 
-    /* 4. one fsync of queue/ for all the new names */
+/* Step 4 alone: one fsync(queue/) makes the names durable, or all fail. */
+static void sync_names(spool *s, spool_msg **named, size_t n)
+{
+    int rc;
+    if (n == 0)
+        return;
     if ((rc = spool_fsync(s->fs->queue_fd)) != 0) {
         for (size_t i = 0; i < n; i++)
-            if (batch[i]->status == 0)
-                fail_msg(s, batch[i], rc, "fsync queue/");
+            fail_msg(s, named[i], rc, "fsync queue/");
         /* Best effort to make the removals durable; a message that comes
          * back after a crash was never acknowledged, so the worst case is
          * a duplicate, never a loss. */
         spool_fsync(s->fs->queue_fd);
         return;
     }
-
-    /* 5. committed */
     for (size_t i = 0; i < n; i++)
-        if (batch[i]->status == 0)
-            spool_txn_finish(&batch[i]->txn);
+        spool_txn_finish(&named[i]->txn); /* 5. committed */
 }
 
 /* Appends m to the done list and counts it; under mu. */
@@ -193,10 +195,23 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/*
+ * The syncer. With syncfs (the default) the fsync(queue/) of step 4 is
+ * folded into the next batch's syncfs whenever another batch is already
+ * waiting: a syncfs writes every dirty block of the filesystem, the
+ * directory blocks holding this batch's new names included. Under load a
+ * cycle is then one syncfs and the renames, and each message is committed
+ * by the syncfs after its rename; when nothing else waits, the names are
+ * synced at once with fsync(queue/), so a lone message is not held back.
+ */
 static void *syncer_main(void *arg)
 {
     spool *s = arg;
     spool_msg *batch[SPOOL_BATCH_MAX];
+    spool_msg *named[SPOOL_BATCH_MAX]; /* in queue/, names not yet durable */
+    spool_msg *out[2 * SPOOL_BATCH_MAX];
+    size_t nnamed = 0;
+    bool piggyback = s->method == SPOOL_SYNC_SYNCFS;
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -204,7 +219,7 @@ static void *syncer_main(void *arg)
             pthread_cond_wait(&s->cv_prep, &s->mu);
         if (!s->prep_head)
             break; /* the writer is gone and everything is synced */
-        size_t n = 0;
+        size_t n = 0, nout = 0;
         while (s->prep_head && n < SPOOL_BATCH_MAX) {
             batch[n++] = s->prep_head;
             s->prep_head = s->prep_head->next;
@@ -214,7 +229,33 @@ static void *syncer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         uint64_t t0 = mono_us();
-        sync_batch(s, batch, n);
+        int rc = sync_data(s, batch, n);
+        if (rc != 0) {
+            /* We cannot tell whose data or names were lost: all fail. */
+            for (size_t i = 0; i < n; i++)
+                fail_msg(s, batch[i], rc, "syncfs");
+            for (size_t i = 0; i < nnamed; i++)
+                fail_msg(s, named[i], rc, "syncfs");
+        } else {
+            for (size_t i = 0; i < nnamed; i++)
+                spool_txn_finish(&named[i]->txn); /* the syncfs made their names durable */
+        }
+        memcpy(out, named, nnamed * sizeof(named[0]));
+        nout = nnamed;
+        nnamed = rc == 0 ? rename_batch(s, batch, n, named) : 0;
+        for (size_t i = 0; i < n; i++)
+            if (batch[i]->status != 0)
+                out[nout++] = batch[i]; /* failed in this cycle */
+
+        pthread_mutex_lock(&s->mu);
+        bool more = s->prep_head != NULL;
+        pthread_mutex_unlock(&s->mu);
+        if (!piggyback || !more) {
+            sync_names(s, named, nnamed);
+            memcpy(out + nout, named, nnamed * sizeof(named[0]));
+            nout += nnamed;
+            nnamed = 0;
+        }
         uint64_t t1 = mono_us();
 
         pthread_mutex_lock(&s->mu);
@@ -222,10 +263,11 @@ static void *syncer_main(void *arg)
         s->stats.batches++;
         if (n > s->stats.max_batch)
             s->stats.max_batch = n;
-        for (size_t i = 0; i < n; i++)
-            push_done(s, batch[i]);
+        for (size_t i = 0; i < nout; i++)
+            push_done(s, out[i]);
         pthread_mutex_unlock(&s->mu);
-        uv_async_send(&s->async);
+        if (nout)
+            uv_async_send(&s->async);
         pthread_mutex_lock(&s->mu);
     }
     s->exited = true;
@@ -266,6 +308,7 @@ static void spool_free(spool *s)
     void *arg = s->close_arg;
 
     spool_fs_close(s->fs);
+    sbuf_free(&s->unsent);
     pthread_cond_destroy(&s->cv_req);
     pthread_cond_destroy(&s->cv_prep);
     pthread_mutex_destroy(&s->mu);
@@ -283,7 +326,7 @@ void spool_msg_free(spool_msg *m)
     sbuf_free(&m->env);
     free(m);
     s->live--;
-    if (s->async_closed && s->live == 0)
+    if (s->async_closed && s->retry_closed && s->live == 0)
         spool_free(s);
 }
 
@@ -291,7 +334,15 @@ static void on_async_closed(uv_handle_t *h)
 {
     spool *s = h->data;
     s->async_closed = true;
-    if (s->live == 0)
+    if (s->live == 0 && s->retry_closed)
+        spool_free(s);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    spool *s = h->data;
+    s->retry_closed = true;
+    if (s->live == 0 && s->async_closed)
         spool_free(s);
 }
 
@@ -299,10 +350,70 @@ static void on_async_closed(uv_handle_t *h)
  * datagram limits, and one read for the runner). */
 #define NOTIFY_MAX 4000
 
+/* One " ID" of a notification. */
+#define NOTIFY_ID_LEN (1 + QUEUE_ID_LEN)
+/* Unsent ids kept for a retry: a few seconds of traffic at full speed. */
+#define NOTIFY_UNSENT_MAX (4096 * NOTIFY_ID_LEN)
+#define NOTIFY_RETRY_MS 10
+
+static void send_unsent(spool *s);
+
+static void on_retry(uv_timer_t *t)
+{
+    send_unsent(t->data);
+}
+
+/*
+ * The runner's socket queues only net.unix.max_dgram_qlen (10) datagrams.
+ * When it is full, the ids are kept and sent again shortly, rather than
+ * left for the runner's periodic scan (a minute away).
+ */
+static void keep_unsent(spool *s, const char *ids, size_t n)
+{
+    if (sbuf_append(&s->unsent, ids, n) < 0) {
+        if (s->dropped++ % 1000 == 0)
+            log_warn("spool: sluice-delivery is not reading its socket; its scan will find the "
+                     "new messages");
+    }
+    if (!s->joined && !uv_is_active((uv_handle_t *)&s->retry))
+        uv_timer_start(&s->retry, on_retry, NOTIFY_RETRY_MS, 0);
+}
+
+/* Sends text ("new ID ID ..."); 0, or -EAGAIN when the socket is full. */
+static int notify_send(spool *s, const char *text, size_t len)
+{
+    int rc = spool_notify_delivery(spool_fs_root(s->fs), text, len);
+    /* Other errors (no runner listening) drop it: a runner scans at start. */
+    return rc == -EAGAIN || rc == -ENOBUFS ? -EAGAIN : 0;
+}
+
+static void send_unsent(spool *s)
+{
+    char text[NOTIFY_MAX];
+    while (s->unsent.len) {
+        size_t n = s->unsent.len;
+        size_t max = (sizeof(text) - 3) / NOTIFY_ID_LEN * NOTIFY_ID_LEN;
+        if (n > max)
+            n = max;
+        memcpy(text, "new", 3);
+        memcpy(text + 3, s->unsent.data, n);
+        if (notify_send(s, text, n + 3) != 0) {
+            if (!s->joined && !uv_is_active((uv_handle_t *)&s->retry))
+                uv_timer_start(&s->retry, on_retry, NOTIFY_RETRY_MS, 0);
+            return;
+        }
+        sbuf_consume(&s->unsent, n);
+    }
+}
+
 static void notify_flush(spool *s, char *text, size_t *len)
 {
-    if (*len > 3)
-        (void)spool_notify_delivery(spool_fs_root(s->fs), text, *len);
+    if (*len > 3) {
+        if (s->unsent.len) /* keep the order: older ids first */
+            keep_unsent(s, text + 3, *len - 3);
+        else if (notify_send(s, text, *len) != 0)
+            keep_unsent(s, text + 3, *len - 3);
+    }
     memcpy(text, "new", 3);
     *len = 3;
 }
@@ -320,6 +431,7 @@ static void on_async(uv_async_t *h)
     exited = s->exited;
     pthread_mutex_unlock(&s->mu);
 
+    send_unsent(s);
     memcpy(text, "new", 3);
     while (m) {
         spool_msg *next = m->next;
@@ -343,13 +455,11 @@ static void on_async(uv_async_t *h)
         pthread_join(s->writer, NULL);
         pthread_join(s->syncer, NULL);
         s->joined = true;
+        send_unsent(s); /* a last try; what is left, the runner's scan finds */
+        uv_timer_stop(&s->retry);
+        uv_close((uv_handle_t *)&s->retry, on_retry_closed);
         uv_close((uv_handle_t *)&s->async, on_async_closed);
     }
-}
-
-static void on_open_failed_closed(uv_handle_t *h)
-{
-    spool_free(h->data);
 }
 
 int spool_open(uv_loop_t *loop, const char *root, spool **out)
@@ -396,6 +506,9 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
         return rc;
     }
     s->async.data = s;
+    sbuf_init(&s->unsent, NOTIFY_UNSENT_MAX);
+    uv_timer_init(loop, &s->retry); /* cannot fail */
+    s->retry.data = s;
 
     /* Signals belong to the loop thread (libuv's signal handling). */
     sigset_t all, old;
@@ -412,8 +525,9 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        /* The handle must be closed through the loop; s goes with it. */
-        uv_close((uv_handle_t *)&s->async, on_open_failed_closed);
+        /* The handles must be closed through the loop; s goes with them. */
+        uv_close((uv_handle_t *)&s->retry, on_retry_closed);
+        uv_close((uv_handle_t *)&s->async, on_async_closed);
         return -rc;
     }
     if (s->method == SPOOL_SYNC_FDATASYNC)

@@ -109,6 +109,8 @@ int spool_fs_open(const char *root, bool create, spool_fs **out)
     if (!fs)
         return -ENOMEM;
     fs->root_fd = fs->incoming_fd = fs->queue_fd = fs->corrupt_fd = fs->run_fd = -1;
+    fs->free_fd = -1;
+    pthread_mutex_init(&fs->free.mu, NULL);
     fds[0] = &fs->incoming_fd;
     fds[1] = &fs->queue_fd;
     fds[2] = &fs->corrupt_fd;
@@ -149,6 +151,14 @@ int spool_fs_open(const char *root, bool create, spool_fs **out)
     if (created && (rc = spool_fsync(fs->root_fd)) < 0)
         goto fail;
 
+    /* free/ is an optimisation: a spool without it (read-only use, an old
+     * spool opened by the CLI) just creates and deletes files. */
+    if (create && mkdirat(fs->root_fd, "free", 0700) != 0 && errno != EEXIST)
+        log_warn("spool %s: cannot create free/: %s", root, strerror(errno));
+    fs->free_fd = open_dir(fs->root_fd, "free", true);
+    if (fs->free_fd < 0)
+        fs->free_fd = -1;
+
     /* Commit renames incoming/ -> queue/: both must be on one filesystem. */
     struct stat a, b;
     if (fstat(fs->incoming_fd, &a) != 0 || fstat(fs->queue_fd, &b) != 0) {
@@ -170,10 +180,12 @@ void spool_fs_close(spool_fs *fs)
 {
     if (!fs)
         return;
-    int fds[] = {fs->root_fd, fs->incoming_fd, fs->queue_fd, fs->corrupt_fd, fs->run_fd};
+    int fds[] = {fs->root_fd,    fs->incoming_fd, fs->queue_fd,
+                 fs->corrupt_fd, fs->run_fd,      fs->free_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);
+    pthread_mutex_destroy(&fs->free.mu);
     free(fs->root);
     free(fs);
 }
@@ -417,7 +429,31 @@ int spool_fs_store(spool_fs *fs, const envelope *e)
     return spool_fsync(fs->queue_fd);
 }
 
+static int remove_files(spool_fs *fs, const char *id, bool recycle);
+
 int spool_fs_remove(spool_fs *fs, const char *id)
+{
+    int rc = remove_files(fs, id, false);
+    return rc ? rc : spool_fsync(fs->queue_fd);
+}
+
+int spool_fs_remove_unsynced(spool_fs *fs, const char *id)
+{
+    return remove_files(fs, id, true);
+}
+
+/*
+ * Renames name out of queue/ into free/ when recycle and it can be kept
+ * there, else unlinks it. 0 or -errno (ENOENT when it was not there).
+ */
+static int drop_file(spool_fs *fs, const char *name, bool recycle)
+{
+    if (recycle)
+        return spool_free_give(fs, fs->queue_fd, name);
+    return unlinkat(fs->queue_fd, name, 0) == 0 ? 0 : -errno;
+}
+
+static int remove_files(spool_fs *fs, const char *id, bool recycle)
 {
     char name[SPOOL_NAME_MAX];
     int rc_env = 0, rc_msg = 0;
@@ -427,18 +463,16 @@ int spool_fs_remove(spool_fs *fs, const char *id)
     /* .env first: from that moment the message is not committed, and a
      * crash before the .msg goes leaves an orphan recover removes. */
     spool_name(name, id, SPOOL_EXT_ENV);
-    if (unlinkat(fs->queue_fd, name, 0) != 0)
-        rc_env = -errno;
+    rc_env = drop_file(fs, name, recycle);
     if (rc_env && rc_env != -ENOENT)
         return rc_env;
     spool_name(name, id, SPOOL_EXT_MSG);
-    if (unlinkat(fs->queue_fd, name, 0) != 0)
-        rc_msg = -errno;
+    rc_msg = drop_file(fs, name, recycle);
     if (rc_msg && rc_msg != -ENOENT)
         return rc_msg;
     if (rc_env == -ENOENT && rc_msg == -ENOENT)
         return -ENOENT;
-    return spool_fsync(fs->queue_fd);
+    return 0;
 }
 
 int spool_fs_open_message(spool_fs *fs, const char *id, int *fd)
@@ -474,8 +508,14 @@ int spool_fs_lock(spool_fs *fs, const char *id, bool wait, int *lockfd)
         close(fd);
         return rc == -EAGAIN ? -EWOULDBLOCK : rc;
     }
-    /* The holder we waited for may have removed the message. */
-    if (fstat(fd, &st) != 0 || st.st_nlink == 0) {
+    /* The holder we waited for may have removed the message: unlinked it,
+     * or given its file to free/ (the name then leads elsewhere, or nowhere). */
+    char name[SPOOL_NAME_MAX];
+    struct stat now;
+    spool_name(name, id, SPOOL_EXT_MSG);
+    if (fstat(fd, &st) != 0 || st.st_nlink == 0 ||
+        fstatat(fs->queue_fd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != st.st_ino ||
+        now.st_dev != st.st_dev) {
         close(fd);
         return -ENOENT;
     }

@@ -6,11 +6,29 @@
 #ifndef SLUICE_SPOOL_INT_H
 #define SLUICE_SPOOL_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sluice/buf.h"
 #include "sluice/spool.h"
+
+/* free/ (spool_free.c): recycled spool files. */
+#define SPOOL_FREE_MAX 2048             /* files kept */
+#define SPOOL_FREE_SIZE_MAX (64 * 1024) /* larger files are deleted, not kept */
+#define SPOOL_FREE_HINTS 1024           /* names remembered from one listing */
+#define SPOOL_FREE_RESCAN_MS 100        /* an empty list is refilled at most this often */
+#define SPOOL_FREE_RECOUNT_MS 5000      /* a giver recounts the folder this often */
+
+struct spool_free {
+    pthread_mutex_t mu;
+    char names[SPOOL_FREE_HINTS][QUEUE_ID_LEN + sizeof(".env.new")];
+    size_t n;           /* names[0..n) were in free/ at the last listing */
+    size_t count;       /* files in free/, as far as we know */
+    int64_t scanned_ms; /* last listing */
+    int64_t counted_ms;
+};
 
 struct spool_fs {
     char *root;
@@ -22,6 +40,8 @@ struct spool_fs {
     int queue_fd;
     int corrupt_fd;
     int run_fd;
+    int free_fd; /* -1: no recycling (free/ missing and not created) */
+    struct spool_free free;
 };
 
 /* "ID.msg", "ID.env", "ID.env.new": an id plus the longest extension. */
@@ -31,6 +51,19 @@ struct spool_fs {
 #define SPOOL_EXT_NEW ".env.new"
 
 void spool_name(char out[SPOOL_NAME_MAX], const char *id, const char *ext);
+
+/*
+ * Instead of unlinking dirfd/name (a spool file no longer needed), keeps it
+ * in free/ for reuse, or unlinks it when it is large or free/ is full.
+ * 0 when the name is gone from dirfd, else -errno (-ENOENT: it was not there).
+ */
+int spool_free_give(spool_fs *fs, int dirfd, const char *name);
+/*
+ * Renames a file from free/ to dirfd/name (which must not exist) and opens
+ * it for writing, truncated, flock()ed when lock. 0 with *fd, -ENOENT when
+ * free/ has nothing (the caller creates the file instead), or -errno.
+ */
+int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *fd);
 
 int spool_write_all(int fd, const void *data, size_t len);
 int spool_fsync(int fd);
@@ -60,6 +93,7 @@ void spool_unlink_quiet(int dirfd, const char *name);
 /* How the committer makes a batch durable (docs/spool.md, "Measurements"). */
 enum spool_sync_method {
     SPOOL_SYNC_SYNCFS = 0, /* one syncfs() of the spool filesystem per batch */
+    SPOOL_SYNC_SYNCFS_DIR, /* the same, and an fsync(queue/) per batch (no piggyback) */
     SPOOL_SYNC_FDATASYNC,  /* fdatasync() of every file of the batch */
 };
 /* From $SLUICE_SPOOL_SYNC ("syncfs" | "fdatasync"); default syncfs. */

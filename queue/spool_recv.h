@@ -59,7 +59,13 @@ struct spool {
     bool exited;                      /* (mu) the syncer has returned too */
     spool_stats stats;                /* (mu) */
     /* loop thread only */
-    bool joined, async_closed;
+    bool joined, async_closed, retry_closed;
+    /* " ID ID ..." the runner's full socket refused (EAGAIN): sent again by
+     * the retry timer or the next batch. Bounded: past it the runner's scan
+     * finds them. */
+    sbuf unsent;
+    uv_timer_t retry;
+    unsigned long dropped;
     size_t live; /* spool_msg not yet freed */
     void (*close_done)(void *arg);
     void *close_arg;

@@ -30,7 +30,9 @@ int spool_txn_write_msg(spool_fs *fs, struct spool_txn *t, const void *data, siz
 
     if (t->msg_fd < 0) {
         spool_name(name, t->id, SPOOL_EXT_MSG);
-        int rc = spool_create_locked(fs->incoming_fd, name, &t->msg_fd);
+        int rc = spool_free_take(fs, fs->incoming_fd, name, true, &t->msg_fd);
+        if (rc == -ENOENT)
+            rc = spool_create_locked(fs->incoming_fd, name, &t->msg_fd);
         if (rc)
             return rc;
     }
@@ -44,12 +46,16 @@ int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, siz
     int fd, rc;
 
     spool_name(name, t->id, SPOOL_EXT_ENV);
-    do
-        fd = openat(fs->incoming_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                    0600);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return -errno;
+    rc = spool_free_take(fs, fs->incoming_fd, name, false, &fd);
+    if (rc == -ENOENT) {
+        do
+            fd = openat(fs->incoming_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                        0600);
+        while (fd < 0 && errno == EINTR);
+        rc = fd < 0 ? -errno : 0;
+    }
+    if (rc)
+        return rc;
     t->env_created = true;
     rc = spool_write_all(fd, text, len);
     if (rc == 0 && keep_open) {

@@ -62,6 +62,16 @@ int spool_fs_store(spool_fs *fs, const envelope *e);
 /* Removes a committed message: ID.env first (uncommits), then ID.msg; syncs. */
 int spool_fs_remove(spool_fs *fs, const char *id);
 
+/*
+ * The same without the fsync of queue/, for the runner's removal of a
+ * message that is done. Nothing depends on that removal being durable: a
+ * power cut may bring the message back, and then its delivery keys find the
+ * local copies already in their Maildirs (remote ones are sent again, as
+ * with Postfix, which does not sync its removals either). A kill -9 cannot
+ * bring it back: the unlink is in the kernel once it returns.
+ */
+int spool_fs_remove_unsynced(spool_fs *fs, const char *id);
+
 /* Opens queue/ID.msg read-only. */
 int spool_fs_open_message(spool_fs *fs, const char *id, int *fd);
 

@@ -42,9 +42,10 @@ def proc_status(pid):
     return out
 
 
-def free_low_port():
-    """A free loopback TCP port below 1024 (only root may bind it)."""
-    ports = list(range(600, 1000))
+def free_low_port(taken=()):
+    """A free loopback TCP port below 1024 (only root may bind it), not one
+    of taken (a port found free a moment ago is still free now)."""
+    ports = [p for p in range(600, 1000) if p not in taken]
     random.shuffle(ports)
     for p in ports:
         s = socket.socket()
@@ -95,7 +96,9 @@ class PrivDropCase(SluiceCase):
         s = self.sluice(start=False, listeners=listeners)
         os.chmod(s.dir, 0o711)  # the user must reach DIR/spool; mkdtemp made DIR 0700
         if low_ports:
-            s.ports = {kind: free_low_port() for kind in listeners}
+            s.ports = {}
+            for kind in listeners:
+                s.ports[kind] = free_low_port(s.ports.values())
         s.write_config(server={"user": self.user, **server})
         return s
 

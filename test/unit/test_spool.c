@@ -204,6 +204,22 @@ static void check_message(spool_fs *fs, const char *id, const char *data, size_t
     free(buf);
 }
 
+static int read_notes(int sock, char ids[][QUEUE_ID_LEN + 1], int n)
+{
+    int heard = 0;
+    char dg[4096];
+    ssize_t len;
+    while ((len = recv(sock, dg, sizeof(dg) - 1, 0)) > 0) {
+        dg[len] = '\0';
+        assert_int_equal(strncmp(dg, "new ", 4), 0);
+        for (int k = 0; k < n; k++)
+            if (strstr(dg, ids[k]))
+                heard++;
+    }
+    return heard;
+}
+
+/* Commits N messages through the group committer and checks them on disk. */
 static void commit_several(const char *root)
 {
     enum { N = 40 };
@@ -233,11 +249,21 @@ static void commit_several(const char *root)
         assert_int_equal(spool_msg_commit(m[i], &e, on_done, &res[i]), 0);
     }
     envelope_free(&e); /* the spool serialised it already */
+    /* Read the runner's socket as the runner would, while committing: a
+     * datagram socket queues only net.unix.max_dgram_qlen (10) messages. */
+    int heard = 0;
     for (int i = 0; i < 100000 && done < N; i++) {
         uv_run(&loop, UV_RUN_ONCE);
         done = 0;
         for (int k = 0; k < N; k++)
             done += res[k].calls;
+        heard += read_notes(sock, ids, N);
+    }
+    /* Unsent notifications are retried by a timer: give it time. */
+    for (int i = 0; i < 300 && heard < N; i++) {
+        heard += read_notes(sock, ids, N);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
     }
     for (int i = 0; i < N; i++) {
         assert_int_equal(res[i].calls, 1);
@@ -271,16 +297,7 @@ static void commit_several(const char *root)
     spool_fs_close(fs);
 
     /* sluice-delivery heard of every id: "new ID ID ..." datagrams. */
-    int heard = 0;
-    char dg[4096];
-    ssize_t len;
-    while ((len = recv(sock, dg, sizeof(dg) - 1, 0)) > 0) {
-        dg[len] = '\0';
-        assert_int_equal(strncmp(dg, "new ", 4), 0);
-        for (int i = 0; i < N; i++)
-            if (strstr(dg, ids[i]))
-                heard++;
-    }
+    heard += read_notes(sock, ids, N);
     assert_int_equal(heard, N);
     close(sock);
 }
@@ -312,6 +329,145 @@ static void test_commit_syncfs(void **state)
 {
     unsetenv("SLUICE_SPOOL_SYNC");
     commit_several(((struct fx *)*state)->root);
+}
+
+/*
+ * One message per batch, the runner's socket unread meanwhile: 40
+ * datagrams against a queue of 10. Every id must still reach the runner
+ * once it reads again (the retry timer), none lost to its periodic scan.
+ */
+static void test_notify_backlog(void **state)
+{
+    enum { N = 40 };
+    const char *root = ((struct fx *)*state)->root;
+    unsetenv("SLUICE_SPOOL_SYNC");
+    spool_fs *fs;
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    spool_fs_close(fs);
+    int sock = bind_delivery(root);
+    uv_loop_t loop;
+    spool *s;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(spool_open(&loop, root, &s), 0);
+    envelope e;
+    make_env(&e, "alice@example.test");
+    char ids[N][QUEUE_ID_LEN + 1];
+    for (int i = 0; i < N; i++) {
+        spool_msg *m;
+        struct result res = {0};
+        assert_int_equal(spool_msg_begin(s, &m, ids[i]), 0);
+        assert_int_equal(spool_msg_write(m, "Subject: x\r\n\r\nx\r\n", 17), 0);
+        assert_int_equal(spool_msg_commit(m, &e, on_done, &res), 0);
+        while (res.calls == 0)
+            uv_run(&loop, UV_RUN_ONCE);
+        assert_int_equal(res.status, 0);
+    }
+    envelope_free(&e);
+    spool_stats st;
+    spool_get_stats(s, &st);
+    assert_int_equal(st.batches, N);
+    int heard = 0;
+    for (int i = 0; i < 300 && heard < N; i++) {
+        heard += read_notes(sock, ids, N);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    assert_int_equal(heard, N);
+    close_spool(&loop, s);
+    close(sock);
+}
+
+static void test_commit_syncfs_dir(void **state)
+{
+    setenv("SLUICE_SPOOL_SYNC", "syncfs-dir", 1); /* no piggybacked name sync */
+    commit_several(((struct fx *)*state)->root);
+    unsetenv("SLUICE_SPOOL_SYNC");
+}
+
+static size_t inodes_of(const char *root, const char *sub, ino_t *out, size_t max)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", root, sub);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.' && n < max)
+            out[n++] = de->d_ino;
+    closedir(d);
+    return n;
+}
+
+static void write_named(const char *root, const char *rel, size_t size)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < size; i++)
+        assert_int_not_equal(fputc('x', f), EOF);
+    assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * The runner's removals go to free/ and the next messages reuse those
+ * files (their inodes) with nothing of the old content left; big files and
+ * files past the bound are deleted instead.
+ */
+static void test_recycle(void **state)
+{
+    const char *root = ((struct fx *)*state)->root;
+    unsetenv("SLUICE_SPOOL_SYNC");
+    commit_several(root); /* 40 messages */
+    spool_fs *fs;
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    char(*list)[QUEUE_ID_LEN + 1];
+    size_t n;
+    assert_int_equal(spool_fs_list(fs, &list, &n), 0);
+    assert_int_equal(n, 40);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(spool_fs_remove_unsynced(fs, list[i]), 0);
+    assert_int_equal(spool_fs_remove_unsynced(fs, list[0]), -ENOENT);
+    free(list);
+    spool_fs_close(fs);
+    assert_int_equal(count_files(root, "queue"), 0);
+    assert_int_equal(count_files(root, "free"), 80);
+    ino_t freed[80], reused[80];
+    assert_int_equal(inodes_of(root, "free", freed, 80), 80);
+
+    commit_several(root); /* checks every byte and envelope of 40 new messages */
+    assert_int_equal(count_files(root, "free"), 0);
+    assert_int_equal(inodes_of(root, "queue", reused, 80), 80);
+    for (size_t i = 0; i < 80; i++) {
+        bool found = false;
+        for (size_t k = 0; k < 80 && !found; k++)
+            found = reused[i] == freed[k];
+        assert_true(found);
+    }
+
+    /* A big message file is deleted, its envelope kept. */
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    const char *big = "0123456789ABCD";
+    write_named(root, "queue/0123456789ABCD.msg", 70000);
+    write_named(root, "queue/0123456789ABCD.env", 100);
+    assert_int_equal(spool_fs_remove_unsynced(fs, big), 0);
+    assert_int_equal(count_files(root, "free"), 1);
+    spool_fs_close(fs);
+
+    /* A full free/ takes nothing more; names not ours are never reused. */
+    char rel[64];
+    for (int i = 0; i < 2100; i++) {
+        snprintf(rel, sizeof(rel), "free/junk%d", i);
+        write_named(root, rel, 0);
+    }
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    write_named(root, "queue/0123456789ABCE.msg", 10);
+    write_named(root, "queue/0123456789ABCE.env", 10);
+    assert_int_equal(spool_fs_remove_unsynced(fs, "0123456789ABCE"), 0);
+    assert_int_equal(count_files(root, "free"), 2101);
+    assert_int_equal(count_files(root, "queue"), 80);
+    spool_fs_close(fs);
 }
 
 static void test_commit_fdatasync(void **state)
@@ -692,7 +848,9 @@ static void test_lock(void **state)
         _exit(spool_fs_lock(fs, id, true, &fd) == -ENOENT ? 0 : 2);
     }
     usleep(100000); /* let the child reach its blocking wait */
-    assert_int_equal(spool_fs_remove(fs, id), 0);
+    /* the runner's removal (no fsync) uncommits just the same */
+    assert_int_equal(spool_fs_remove_unsynced(fs, id), 0);
+    assert_int_equal(spool_fs_remove_unsynced(fs, id), -ENOENT);
     spool_fs_unlock(l1);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -909,6 +1067,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_syncfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fdatasync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_syncfs_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_large_with_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_refuses_new_work, setup, teardown),

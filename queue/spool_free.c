@@ -1,0 +1,170 @@
+/*
+ * spool_free.c - free/: spool files kept for reuse instead of deleted.
+ *
+ * Why: every message is two new files, and the runner deletes them again
+ * moments later. On ext4 without a journal the inode allocator will not
+ * hand out an inode freed in the last minute and checks every such inode
+ * on its way (fs/ext4/ialloc.c, recently_deleted), so under sustained load
+ * each create walked thousands of them: 57 % of sluice-smtpd's CPU in the
+ * end-to-end benchmark (docs/performance.md). A file renamed into free/
+ * keeps its inode; the next message renames it back in and writes over it
+ * (O_TRUNC), so steady traffic allocates no inodes at all. PostgreSQL
+ * recycles its WAL segments for the same reason.
+ *
+ * Nothing in free/ is ever read: its content is whatever a finished message
+ * left there, and a file taken from it is truncated before anything is
+ * written. It is bounded: SPOOL_FREE_MAX files, none larger than
+ * SPOOL_FREE_SIZE_MAX (bigger ones, and any past the bound, are unlinked as
+ * before), and spool_fs_recover never needs to look at it.
+ *
+ * Both daemons may give and take (the runner gives when it removes a
+ * message and takes for a DSN; smtpd takes), so every step is a rename
+ * that either wins or finds the name gone, and the in-memory list of names
+ * is only a hint refilled from the folder.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool_int.h"
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool free_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    return len > QUEUE_ID_LEN && len < SPOOL_NAME_MAX && queue_id_valid(n, QUEUE_ID_LEN) &&
+           (strcmp(n + QUEUE_ID_LEN, SPOOL_EXT_MSG) == 0 ||
+            strcmp(n + QUEUE_ID_LEN, SPOOL_EXT_ENV) == 0);
+}
+
+/* Lists free/ into the hint list (under mu). Returns the number of entries seen. */
+static size_t scan(spool_fs *fs)
+{
+    struct spool_free *f = &fs->free;
+    f->n = 0;
+    f->scanned_ms = mono_ms();
+    int dfd = openat(fs->free_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return 0;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
+    }
+    size_t seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        seen++;
+        if (f->n < SPOOL_FREE_HINTS && free_name_ok(de->d_name))
+            snprintf(f->names[f->n++], SPOOL_NAME_MAX, "%s", de->d_name);
+    }
+    closedir(d);
+    f->count = seen;
+    f->counted_ms = f->scanned_ms;
+    return seen;
+}
+
+static int unlink_it(int dirfd, const char *name)
+{
+    return unlinkat(dirfd, name, 0) == 0 ? 0 : -errno;
+}
+
+int spool_free_give(spool_fs *fs, int dirfd, const char *name)
+{
+    struct stat st;
+    if (fs->free_fd < 0)
+        return unlink_it(dirfd, name);
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size > SPOOL_FREE_SIZE_MAX)
+        return unlink_it(dirfd, name);
+    struct spool_free *f = &fs->free;
+    pthread_mutex_lock(&f->mu);
+    /* The count goes stale as the other daemon takes files: recount now and then. */
+    if (f->count >= SPOOL_FREE_MAX || mono_ms() - f->counted_ms > SPOOL_FREE_RECOUNT_MS)
+        scan(fs);
+    bool keep = f->count < SPOOL_FREE_MAX;
+    if (keep)
+        f->count++;
+    pthread_mutex_unlock(&f->mu);
+    if (keep && renameat2(dirfd, name, fs->free_fd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    return unlink_it(dirfd, name);
+}
+
+int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *out)
+{
+    if (fs->free_fd < 0)
+        return -ENOENT;
+    struct spool_free *f = &fs->free;
+    for (;;) {
+        char from[SPOOL_NAME_MAX];
+        pthread_mutex_lock(&f->mu);
+        /* An empty list is refilled at most every SPOOL_FREE_RESCAN_MS:
+         * when free/ is empty, a create is cheaper than a readdir each time. */
+        if (f->n == 0 && mono_ms() - f->scanned_ms >= SPOOL_FREE_RESCAN_MS)
+            scan(fs);
+        if (f->n == 0) {
+            pthread_mutex_unlock(&f->mu);
+            return -ENOENT;
+        }
+        memcpy(from, f->names[--f->n], SPOOL_NAME_MAX);
+        if (f->count)
+            f->count--;
+        pthread_mutex_unlock(&f->mu);
+
+        if (renameat2(fs->free_fd, from, dirfd, name, RENAME_NOREPLACE) != 0) {
+            if (errno == ENOENT)
+                continue; /* the other daemon took it first */
+            return -errno;
+        }
+        int fd;
+        do
+            fd = openat(dirfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0) {
+            int rc = -errno;
+            (void)unlinkat(dirfd, name, 0);
+            return rc;
+        }
+        int rc = 0;
+        /* Not blocking: whoever removed the message may hold its lock a
+         * moment longer (the runner unlocks after the removal). */
+        if (lock && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            close(fd);
+            if (renameat2(dirfd, name, fs->free_fd, from, RENAME_NOREPLACE) != 0)
+                (void)unlinkat(dirfd, name, 0);
+            continue;
+        }
+        struct stat st;
+        if (rc != 0 || fstat(fd, &st) != 0) {
+            rc = -errno;
+            close(fd);
+            (void)unlinkat(dirfd, name, 0);
+            return rc;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
+            /* Not a file we could have put there: never write into it. */
+            close(fd);
+            if (st.st_nlink > 0)
+                (void)unlinkat(dirfd, name, 0);
+            continue;
+        }
+        *out = fd;
+        return 0;
+    }
+}
