@@ -287,7 +287,7 @@ static void *deleter(void *arg)
             usleep(1000);
             continue;
         }
-        if ((rc = spool_fs_remove(fs, id)) != 0)
+        if ((rc = spool_fs_remove_unsynced(fs, id)) != 0) /* as the runner does */
             die("remove", rc);
         deleted++;
     }

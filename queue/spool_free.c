@@ -7,15 +7,18 @@
  * on its way (fs/ext4/ialloc.c, recently_deleted), so under sustained load
  * each create walked thousands of them: 57 % of sluice-smtpd's CPU in the
  * end-to-end benchmark (docs/performance.md). A file renamed into free/
- * keeps its inode; the next message renames it back in and writes over it
- * (O_TRUNC), so steady traffic allocates no inodes at all. PostgreSQL
- * recycles its WAL segments for the same reason.
+ * keeps its inode; the next message renames it back in and writes over it,
+ * so steady traffic allocates no inodes at all. Nor does it free blocks:
+ * the file is overwritten in place and cut to its new length at the end,
+ * because freeing blocks (a truncate, an unlink) costs a synchronous
+ * discard on a filesystem mounted with -o discard, as this one is.
+ * PostgreSQL recycles its WAL segments for the same reasons.
  *
  * Nothing in free/ is ever read: its content is whatever a finished message
  * left there, and a file taken from it is truncated before anything is
- * written. It is bounded: SPOOL_FREE_MAX files, none larger than
- * SPOOL_FREE_SIZE_MAX (bigger ones, and any past the bound, are unlinked as
- * before), and spool_fs_recover never needs to look at it.
+ * written (spool_txn cuts it to the new length). It is bounded: SPOOL_FREE_MAX files, none larger
+ * than SPOOL_FREE_SIZE_MAX (bigger ones, and any past the bound, are unlinked as before), and
+ * spool_fs_recover never needs to look at it.
  *
  * Both daemons may give and take (the runner gives when it removes a
  * message and takes for a DSN; smtpd takes), so every step is a rename
@@ -134,7 +137,7 @@ int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *o
         }
         int fd;
         do
-            fd = openat(dirfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+            fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         while (fd < 0 && errno == EINTR);
         if (fd < 0) {
             int rc = -errno;

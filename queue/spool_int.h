@@ -60,8 +60,11 @@ void spool_name(char out[SPOOL_NAME_MAX], const char *id, const char *ext);
 int spool_free_give(spool_fs *fs, int dirfd, const char *name);
 /*
  * Renames a file from free/ to dirfd/name (which must not exist) and opens
- * it for writing, truncated, flock()ed when lock. 0 with *fd, -ENOENT when
- * free/ has nothing (the caller creates the file instead), or -errno.
+ * it for writing at offset 0, flock()ed when lock. Not truncated: freeing
+ * blocks costs a synchronous discard on a filesystem mounted with it, so
+ * the caller overwrites the old content and cuts the file to its new
+ * length when done (ftruncate). 0 with *fd, -ENOENT when free/ has nothing
+ * (the caller creates the file instead), or -errno.
  */
 int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *fd);
 
@@ -113,6 +116,7 @@ struct spool_txn {
     int env_fd; /* incoming/ID.env while open; -1 otherwise */
     bool env_created;
     bool msg_renamed, env_renamed;
+    bool msg_reused; /* msg_fd is a file from free/: cut to length when complete */
 };
 
 void spool_txn_init(struct spool_txn *t, const char *id);

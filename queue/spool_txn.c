@@ -21,7 +21,7 @@ void spool_txn_init(struct spool_txn *t, const char *id)
     memcpy(t->id, id, QUEUE_ID_LEN);
     t->id[QUEUE_ID_LEN] = '\0';
     t->msg_fd = t->env_fd = -1;
-    t->env_created = t->msg_renamed = t->env_renamed = false;
+    t->env_created = t->msg_renamed = t->env_renamed = t->msg_reused = false;
 }
 
 int spool_txn_write_msg(spool_fs *fs, struct spool_txn *t, const void *data, size_t len)
@@ -31,6 +31,7 @@ int spool_txn_write_msg(spool_fs *fs, struct spool_txn *t, const void *data, siz
     if (t->msg_fd < 0) {
         spool_name(name, t->id, SPOOL_EXT_MSG);
         int rc = spool_free_take(fs, fs->incoming_fd, name, true, &t->msg_fd);
+        t->msg_reused = rc == 0;
         if (rc == -ENOENT)
             rc = spool_create_locked(fs->incoming_fd, name, &t->msg_fd);
         if (rc)
@@ -45,8 +46,15 @@ int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, siz
     char name[SPOOL_NAME_MAX];
     int fd, rc;
 
+    /* The message is complete now: a reused file loses its old tail. */
+    if (t->msg_reused) {
+        off_t end = lseek(t->msg_fd, 0, SEEK_CUR);
+        if (end < 0 || ftruncate(t->msg_fd, end) != 0)
+            return -errno;
+    }
     spool_name(name, t->id, SPOOL_EXT_ENV);
     rc = spool_free_take(fs, fs->incoming_fd, name, false, &fd);
+    bool reused = rc == 0;
     if (rc == -ENOENT) {
         do
             fd = openat(fs->incoming_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
@@ -58,6 +66,8 @@ int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, siz
         return rc;
     t->env_created = true;
     rc = spool_write_all(fd, text, len);
+    if (rc == 0 && reused && ftruncate(fd, (off_t)len) != 0)
+        rc = -errno;
     if (rc == 0 && keep_open) {
         t->env_fd = fd;
         return 0;
