@@ -25,9 +25,8 @@
  *        fails the whole batch (we cannot tell whose data was lost); a
  *        failed fdatasync fails that message.
  *     3. rename each .msg, then its .env, into queue/ (never replacing).
- *     4. make the new names durable: fsync(queue/) once, or, when the next
- *        batch is already waiting, that batch's syncfs (see syncer_main).
- *        If it fails, the batch's names are removed again and it fails.
+ *     4. fsync(queue/) once: the new names are durable. If it fails, the
+ *        batch's names are removed again and the batch fails.
  *     5. close (releasing the locks), hand the batch to the loop
  *        (uv_async_send); there each callback runs (status 0 = durable: the
  *        session may say 250), then one "new ID ..." datagram per batch
@@ -195,23 +194,11 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/*
- * The syncer. With syncfs (the default) the fsync(queue/) of step 4 is
- * folded into the next batch's syncfs whenever another batch is already
- * waiting: a syncfs writes every dirty block of the filesystem, the
- * directory blocks holding this batch's new names included. Under load a
- * cycle is then one syncfs and the renames, and each message is committed
- * by the syncfs after its rename; when nothing else waits, the names are
- * synced at once with fsync(queue/), so a lone message is not held back.
- */
 static void *syncer_main(void *arg)
 {
     spool *s = arg;
     spool_msg *batch[SPOOL_BATCH_MAX];
-    spool_msg *named[SPOOL_BATCH_MAX]; /* in queue/, names not yet durable */
-    spool_msg *out[2 * SPOOL_BATCH_MAX];
-    size_t nnamed = 0;
-    bool piggyback = s->method == SPOOL_SYNC_SYNCFS;
+    spool_msg *named[SPOOL_BATCH_MAX];
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -219,7 +206,7 @@ static void *syncer_main(void *arg)
             pthread_cond_wait(&s->cv_prep, &s->mu);
         if (!s->prep_head)
             break; /* the writer is gone and everything is synced */
-        size_t n = 0, nout = 0;
+        size_t n = 0;
         while (s->prep_head && n < SPOOL_BATCH_MAX) {
             batch[n++] = s->prep_head;
             s->prep_head = s->prep_head->next;
@@ -231,30 +218,20 @@ static void *syncer_main(void *arg)
         uint64_t t0 = mono_us();
         int rc = sync_data(s, batch, n);
         if (rc != 0) {
-            /* We cannot tell whose data or names were lost: all fail. */
+            /* We cannot tell whose data was lost: the whole batch fails. */
             for (size_t i = 0; i < n; i++)
                 fail_msg(s, batch[i], rc, "syncfs");
-            for (size_t i = 0; i < nnamed; i++)
-                fail_msg(s, named[i], rc, "syncfs");
         } else {
-            for (size_t i = 0; i < nnamed; i++)
-                spool_txn_finish(&named[i]->txn); /* the syncfs made their names durable */
-        }
-        memcpy(out, named, nnamed * sizeof(named[0]));
-        nout = nnamed;
-        nnamed = rc == 0 ? rename_batch(s, batch, n, named) : 0;
-        for (size_t i = 0; i < n; i++)
-            if (batch[i]->status != 0)
-                out[nout++] = batch[i]; /* failed in this cycle */
-
-        pthread_mutex_lock(&s->mu);
-        bool more = s->prep_head != NULL;
-        pthread_mutex_unlock(&s->mu);
-        if (!piggyback || !more) {
-            sync_names(s, named, nnamed);
-            memcpy(out + nout, named, nnamed * sizeof(named[0]));
-            nout += nnamed;
-            nnamed = 0;
+            /*
+             * Steps 3 and 4 always follow the data sync of their own batch.
+             * Folding the fsync(queue/) into the next batch's syncfs was
+             * measured (16 % more at 50 sessions) and left out: on ext4
+             * without a journal syncfs writes the last metadata blocks (the
+             * directory's inode among them) after its device cache flush,
+             * so only the fsync of queue/ makes the new names survive a
+             * power cut.
+             */
+            sync_names(s, named, rename_batch(s, batch, n, named));
         }
         uint64_t t1 = mono_us();
 
@@ -263,11 +240,10 @@ static void *syncer_main(void *arg)
         s->stats.batches++;
         if (n > s->stats.max_batch)
             s->stats.max_batch = n;
-        for (size_t i = 0; i < nout; i++)
-            push_done(s, out[i]);
+        for (size_t i = 0; i < n; i++)
+            push_done(s, batch[i]);
         pthread_mutex_unlock(&s->mu);
-        if (nout)
-            uv_async_send(&s->async);
+        uv_async_send(&s->async);
         pthread_mutex_lock(&s->mu);
     }
     s->exited = true;

@@ -96,7 +96,6 @@ void spool_unlink_quiet(int dirfd, const char *name);
 /* How the committer makes a batch durable (docs/spool.md, "Measurements"). */
 enum spool_sync_method {
     SPOOL_SYNC_SYNCFS = 0, /* one syncfs() of the spool filesystem per batch */
-    SPOOL_SYNC_SYNCFS_DIR, /* the same, and an fsync(queue/) per batch (no piggyback) */
     SPOOL_SYNC_FDATASYNC,  /* fdatasync() of every file of the batch */
 };
 /* From $SLUICE_SPOOL_SYNC ("syncfs" | "fdatasync"); default syncfs. */

@@ -179,7 +179,5 @@ enum spool_sync_method spool_sync_method_from_env(void)
 
     if (v && strcmp(v, "fdatasync") == 0)
         return SPOOL_SYNC_FDATASYNC;
-    if (v && strcmp(v, "syncfs-dir") == 0)
-        return SPOOL_SYNC_SYNCFS_DIR;
     return SPOOL_SYNC_SYNCFS;
 }

@@ -377,13 +377,6 @@ static void test_notify_backlog(void **state)
     close(sock);
 }
 
-static void test_commit_syncfs_dir(void **state)
-{
-    setenv("SLUICE_SPOOL_SYNC", "syncfs-dir", 1); /* no piggybacked name sync */
-    commit_several(((struct fx *)*state)->root);
-    unsetenv("SLUICE_SPOOL_SYNC");
-}
-
 static size_t inodes_of(const char *root, const char *sub, ino_t *out, size_t max)
 {
     char path[700];
@@ -1067,7 +1060,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_syncfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fdatasync, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commit_syncfs_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_large_with_flushes, setup, teardown),
