@@ -62,7 +62,7 @@
     X("smtpd", "timeout_data_block", CT_DURATION, "duration", "3m", timeout_data_block, 1, U, 0,   \
       "Wait between reads inside DATA or BDAT (RFC 5321 4.5.3.2.6)")                               \
     X("smtpd", "min_data_rate", CT_UINT, "bytes/s", "500", min_data_rate, 0, U, 0,                 \
-      "Slowest average a DATA/BDAT transfer may keep past timeout_data_block; 0 = no minimum")    \
+      "Slowest average a DATA/BDAT transfer may keep past timeout_data_block; 0 = no minimum")     \
     X("smtpd", "max_bad_commands", CT_UINT, "count", "20", max_bad_commands, 1, U, 0,              \
       "Protocol errors in a session before 421 and close")                                         \
     X("smtpd", "allow_plaintext_auth", CT_BOOL, "bool", "no", allow_plaintext_auth, 0, 0, 0,       \
