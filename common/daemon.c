@@ -83,8 +83,10 @@ int daemon_reload_config(const char *prog, const sluice_config *running, const c
         return 1;
     }
     int problems = config_load(running->path, cfg, log_reload_diag, NULL);
+    /* Not the certificate: after the privilege drop a root-only key cannot
+     * be read, and that must not block a map change (smtpd_main.c). */
     if (problems == 0)
-        problems = config_check_files(cfg, log_reload_diag, NULL);
+        problems = config_check_files_but(cfg, CFG_CHECK_SKIP_TLS, log_reload_diag, NULL);
     if (problems == 0 && config_keep_fixed(cfg, running, fixed, prog, log_reload_diag, NULL) < 0) {
         log_err("reload: out of memory");
         problems = 1;

@@ -97,6 +97,16 @@ static int load_map(const char *path, map **out)
     return map_load(path, out, log_diag, NULL) != 0 ? -1 : 0;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static bool same_tls_files(const sluice_config *a, const sluice_config *b)
+{
+    return same_str(a->tls_cert, b->tls_cert) && same_str(a->tls_key, b->tls_key);
+}
+
 /*
  * SIGHUP: sluice.conf, the maps and the certificate are loaded and checked
  * as a whole first; any problem keeps everything as it was. Open sessions
@@ -123,9 +133,26 @@ static void on_hup(uv_signal_t *h, int signum)
     }
     map *mailboxes = NULL, *aliases = NULL, *sender_logins = NULL;
     SSL_CTX *ctx = NULL;
-    if (load_map(cfg->mailboxes, &mailboxes) < 0 || load_map(cfg->aliases, &aliases) < 0 ||
-        load_map(cfg->sender_login_map, &sender_logins) < 0 ||
-        smtp_server_tls_load(cfg, &ctx) < 0) {
+    bool keep_tls = false;
+    int rc = load_map(cfg->mailboxes, &mailboxes);
+    if (rc == 0)
+        rc = load_map(cfg->aliases, &aliases);
+    if (rc == 0)
+        rc = load_map(cfg->sender_login_map, &sender_logins);
+    if (rc == 0 && smtp_server_tls_load(cfg, &ctx) < 0) {
+        if (same_tls_files(cfg, server.cfg) && server.tls_ctx) {
+            /* The same files, now unreadable: typically a root-only key
+             * after the privilege drop. The running certificate stays (a
+             * restart reads the new one); the rest of the reload goes on. */
+            log_warn("reload: certificate %s not read again; the running one stays until a "
+                     "restart",
+                     cfg->tls_cert);
+            keep_tls = true;
+        } else {
+            rc = -1; /* new files that do not load: refuse it all */
+        }
+    }
+    if (rc < 0) {
         log_warn("reload: keeping the running configuration, maps and certificate");
         map_free(mailboxes);
         map_free(aliases);
@@ -141,7 +168,8 @@ static void on_hup(uv_signal_t *h, int signum)
     server.sender_logins = sender_logins;
     config_release(server.cfg);
     server.cfg = cfg;
-    smtp_server_tls_set(&server, ctx);
+    if (!keep_tls)
+        smtp_server_tls_set(&server, ctx);
     log_info("reload: %s in force for new sessions; %u open session%s keep%s the previous one",
              cfg->path, server.nconn, server.nconn == 1 ? "" : "s", server.nconn == 1 ? "s" : "");
 }

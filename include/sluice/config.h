@@ -125,6 +125,15 @@ int config_load(const char *path, sluice_config *cfg, config_diag_fn diag, void 
  */
 int config_check_files(const sluice_config *cfg, config_diag_fn diag, void *arg);
 
+/*
+ * config_check_files without some checks. CFG_CHECK_SKIP_TLS: the
+ * certificate and key, which a daemon that dropped its privileges may no
+ * longer read (sluice-smtpd handles them itself on SIGHUP) or never uses
+ * (sluice-delivery).
+ */
+#define CFG_CHECK_SKIP_TLS 1u
+int config_check_files_but(const sluice_config *cfg, unsigned skip, config_diag_fn diag, void *arg);
+
 void config_free(sluice_config *cfg);
 
 /* Whether domain (any case) is one of [domains] local. */

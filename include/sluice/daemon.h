@@ -15,7 +15,8 @@
 int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg);
 
 /*
- * SIGHUP: loads running->path again and checks it as at start. Each problem
+ * SIGHUP: loads running->path again and checks it as at start, all but the
+ * TLS certificate and key (the caller's business: see smtpd_main.c). Each problem
  * is logged as "reload: FILE:LINE: ..."; keys in fixed (see
  * config_keep_fixed) keep their running value, with a warning. Returns 0 with
  * *out a new config holding one reference, or the number of problems (then

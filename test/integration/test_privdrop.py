@@ -191,12 +191,22 @@ class SmtpdDrop(PrivDropCase):
         root-only key (the test certificate's folder is 0700 root), and
         must then keep the old certificate and go on serving."""
         s = self.sluice_as_user(listeners=("mx",))
+        # as in production, the user owns the Maildirs' folder: the reload's
+        # check (run as the user now) sees that it can make a new Maildir
+        os.chown(s.maildir_root, self.uid, -1)
         s.start_smtpd()
+        # the admin adds a mailbox and reloads: that must not hinge on the key
+        s.mailboxes["carol@example.test"] = os.path.join(s.maildir_root, "carol")
+        s.write_maps()
         os.kill(s.smtpd().pid, signal.SIGHUP)
-        self.assertTrue(st.wait_until(lambda: "SIGHUP" in s.log(), timeout=5), s.log_tails())
-        time.sleep(0.2)
+        self.assertTrue(st.wait_until(lambda: "in force for new sessions" in s.log(), timeout=5),
+                        s.log_tails())
+        self.assertIn("not read again; the running one stays", s.log())
         self.assertTrue(s.smtpd().alive(), s.log_tails())
         c = self.connect(s)
+        self.assertReply(c.cmd("MAIL FROM:<alice@example.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<carol@example.test>"), 250, None, "the new mailbox")
+        self.assertReply(c.cmd("RSET"), 250)
         self.assertReply(c.cmd("STARTTLS"), 220, "2.0.0")
         c.starttls(client_ctx())
         self.assertReply(c.cmd("EHLO client.test"), 250)
