@@ -28,7 +28,7 @@ static void usage(FILE *f, const char *prog)
             prog);
 }
 
-int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg)
+int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, sluice_config *cfg)
 {
     const char *cfg_arg = NULL;
     int opt;
@@ -56,7 +56,7 @@ int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg)
     void *arg = (void *)prog;
     int problems = config_load(path, cfg, daemon_print_diag, arg);
     if (problems == 0)
-        problems = config_check_files(cfg, daemon_print_diag, arg);
+        problems = config_check_files_but(cfg, check_skip, daemon_print_diag, arg);
     if (problems != 0) {
         fprintf(stderr, "%s: %s: configuration has errors; not starting\n", prog, path);
         config_free(cfg);

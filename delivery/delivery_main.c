@@ -193,7 +193,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice-delivery: out of memory\n");
         return EX_OSERR;
     }
-    int status = daemon_config("sluice-delivery", argc, argv, cfg);
+    int status = daemon_config("sluice-delivery", argc, argv, CFG_CHECK_SKIP_TLS, cfg);
     if (status >= 0) {
         free(cfg);
         return status;

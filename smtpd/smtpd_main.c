@@ -109,8 +109,11 @@ static bool same_tls_files(const sluice_config *a, const sluice_config *b)
 
 /*
  * SIGHUP: sluice.conf, the maps and the certificate are loaded and checked
- * as a whole first; any problem keeps everything as it was. Open sessions
- * finish with the config they began with; new ones get the new one.
+ * as a whole first; any problem keeps everything as it was, except that a
+ * certificate at unchanged paths that cannot be read again (a root-only key
+ * after the privilege drop) keeps the running one and lets the rest apply.
+ * Open sessions finish with the config they began with; new ones get the
+ * new one.
  */
 static void on_hup(uv_signal_t *h, int signum)
 {
@@ -202,7 +205,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice-smtpd: out of memory\n");
         return EX_OSERR;
     }
-    int status = daemon_config("sluice-smtpd", argc, argv, cfgp);
+    int status = daemon_config("sluice-smtpd", argc, argv, 0, cfgp);
     if (status >= 0) {
         free(cfgp);
         return status;

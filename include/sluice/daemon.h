@@ -9,10 +9,13 @@
 #include "config.h"
 
 /*
+ * check_skip: checks of config_check_files_but to leave out (sluice-delivery,
+ * which never uses the certificate and runs as [server] user under systemd,
+ * skips the TLS key a root-only file would fail).
  * Returns -1 when the daemon should go on (cfg loaded, logging set up),
  * else the exit status: 0 after --help, EX_USAGE, or EX_CONFIG.
  */
-int daemon_config(const char *prog, int argc, char **argv, sluice_config *cfg);
+int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, sluice_config *cfg);
 
 /*
  * SIGHUP: loads running->path again and checks it as at start, all but the

@@ -299,6 +299,42 @@ class DeliveryDrop(PrivDropCase):
                 self.assertEqual(stat.S_IMODE(st_.st_mode) & 0o077, 0,
                                  f"{path} open to others: {stat.S_IMODE(st_.st_mode):o}")
 
+    def test_delivery_started_as_the_user_ignores_a_root_only_key(self):
+        """The shipped unit starts sluice-delivery as User=sluice. It never
+        uses the TLS certificate, so a key only root can read (the test
+        certificate's folder is 0700 root, like /etc/letsencrypt) must not
+        stop it from starting or reloading."""
+        if not os.access(os.path.join(st.BIN, "sluice-delivery"), os.X_OK):
+            self.skipTest(f"sluice-delivery is not built in {st.BIN}")
+        if not shutil.which("setpriv"):
+            self.skipTest("setpriv (util-linux) is not installed")
+        s = self.sluice_as_user()
+        os.chown(s.maildir_root, self.uid, self.gid)
+        key = s.cfg("smtpd", "tls_key")
+        self.assertFalse(self.user_can_read(key), f"{key} should be root-only for this test")
+        s.start_smtpd()  # as root: it drops after reading the key
+        spool = s.spool
+        for root, dirs, files in os.walk(spool):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), self.uid, self.gid)
+        d = s._start("sluice-delivery",
+                     lambda: st.unix_bound(os.path.join(spool, "run", "delivery.sock")),
+                     wrap=["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}",
+                           "--clear-groups"])
+        self.assertEqual(proc_status(d.pid)["Uid"], [str(self.uid)] * 4)
+        c = self.connect(s)
+        self.assertQueued(c.transaction("alice@example.test", "user@example.test", BODY))
+        self.assertTrue(st.wait_until(lambda: s.maildir_messages("user@example.test"),
+                                      timeout=st.TIMEOUT), f"not delivered\n{s.log_tails()}")
+        os.kill(d.pid, signal.SIGHUP)
+        self.assertTrue(st.wait_until(lambda: "reload: maps reloaded" in s.log("sluice-delivery"),
+                                      timeout=st.TIMEOUT), s.log_tails())
+
+    def user_can_read(self, path):
+        p = subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}",
+                            "--clear-groups", "cat", path], capture_output=True)
+        return p.returncode == 0
+
 
 if __name__ == "__main__":
     st.main()

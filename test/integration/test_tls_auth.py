@@ -183,7 +183,7 @@ class StartTls(TlsAuthCase):
                                   capture_output=True, check=True).stdout.decode()
 
         self.assertIn("mx.example.test", subject())
-        # a broken pair (key in place of the certificate) is refused; the old one stays
+        # a broken pair (key in place of the certificate) is not taken: the running one stays
         shutil.copy(key, cert)
         os.kill(self.s.smtpd().pid, signal.SIGHUP)
         self.assertTrue(st.wait_until(lambda: "not read again; the running one stays" in self.s.log()),
