@@ -109,12 +109,47 @@ int spool_free_give(spool_fs *fs, int dirfd, const char *name)
     return unlink_it(dirfd, name);
 }
 
+/* Takes the file renamed to dirfd/name, or removes it: 0 with *out, or -1. */
+static int adopt(spool_fs *fs, int dirfd, const char *name, const char *from, bool lock, int *out)
+{
+    int fd;
+    /* O_NONBLOCK: a FIFO planted in free/ must not hang the writer. */
+    do
+        fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        (void)unlinkat(dirfd, name, 0);
+        return -1;
+    }
+    /* Not blocking: whoever removed the message may hold its lock a moment
+     * longer (the runner unlocks after the removal). Then it goes back. */
+    if (lock && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        if (renameat2(dirfd, name, fs->free_fd, from, RENAME_NOREPLACE) != 0)
+            (void)unlinkat(dirfd, name, 0);
+        return -1;
+    }
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() ||
+        fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        /* Not a file we could have put there (or a recovery removed it
+         * under us): never write into it. */
+        close(fd);
+        (void)unlinkat(dirfd, name, 0);
+        return -1;
+    }
+    *out = fd;
+    return 0;
+}
+
 int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *out)
 {
     if (fs->free_fd < 0)
         return -ENOENT;
     struct spool_free *f = &fs->free;
-    for (;;) {
+    /* A few tries, then a plain create: nothing here may stall a commit. */
+    for (int tries = 0; tries < SPOOL_FREE_TRIES; tries++) {
         char from[SPOOL_NAME_MAX];
         pthread_mutex_lock(&f->mu);
         /* An empty list is refilled at most every SPOOL_FREE_RESCAN_MS:
@@ -132,42 +167,11 @@ int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *o
 
         if (renameat2(fs->free_fd, from, dirfd, name, RENAME_NOREPLACE) != 0) {
             if (errno == ENOENT)
-                continue; /* the other daemon took it first */
-            return -errno;
+                continue;   /* the other daemon took it first */
+            return -ENOENT; /* odd; create instead */
         }
-        int fd;
-        do
-            fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        while (fd < 0 && errno == EINTR);
-        if (fd < 0) {
-            int rc = -errno;
-            (void)unlinkat(dirfd, name, 0);
-            return rc;
-        }
-        int rc = 0;
-        /* Not blocking: whoever removed the message may hold its lock a
-         * moment longer (the runner unlocks after the removal). */
-        if (lock && flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            close(fd);
-            if (renameat2(dirfd, name, fs->free_fd, from, RENAME_NOREPLACE) != 0)
-                (void)unlinkat(dirfd, name, 0);
-            continue;
-        }
-        struct stat st;
-        if (rc != 0 || fstat(fd, &st) != 0) {
-            rc = -errno;
-            close(fd);
-            (void)unlinkat(dirfd, name, 0);
-            return rc;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
-            /* Not a file we could have put there: never write into it. */
-            close(fd);
-            if (st.st_nlink > 0)
-                (void)unlinkat(dirfd, name, 0);
-            continue;
-        }
-        *out = fd;
-        return 0;
+        if (adopt(fs, dirfd, name, from, lock, out) == 0)
+            return 0;
     }
+    return -ENOENT;
 }

@@ -20,6 +20,7 @@
 #define SPOOL_FREE_HINTS 1024           /* names remembered from one listing */
 #define SPOOL_FREE_RESCAN_MS 100        /* an empty list is refilled at most this often */
 #define SPOOL_FREE_RECOUNT_MS 5000      /* a giver recounts the folder this often */
+#define SPOOL_FREE_TRIES 8              /* files tried per take before creating one */
 
 struct spool_free {
     pthread_mutex_t mu;
@@ -63,8 +64,8 @@ int spool_free_give(spool_fs *fs, int dirfd, const char *name);
  * it for writing at offset 0, flock()ed when lock. Not truncated: freeing
  * blocks costs a synchronous discard on a filesystem mounted with it, so
  * the caller overwrites the old content and cuts the file to its new
- * length when done (ftruncate). 0 with *fd, -ENOENT when free/ has nothing
- * (the caller creates the file instead), or -errno.
+ * length when done (ftruncate). 0 with *fd, or -ENOENT when free/ has
+ * nothing usable (the caller creates the file instead).
  */
 int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *fd);
 

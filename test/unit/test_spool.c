@@ -463,6 +463,30 @@ static void test_recycle(void **state)
     spool_fs_close(fs);
 }
 
+/* What someone planted in free/ is never written into, and never stalls a commit. */
+static void test_recycle_hostile(void **state)
+{
+    const char *root = ((struct fx *)*state)->root;
+    unsetenv("SLUICE_SPOOL_SYNC");
+    spool_fs *fs;
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    spool_fs_close(fs);
+    char path[700], other[700];
+    snprintf(path, sizeof(path), "%s/free/0123456789ABCF.msg", root);
+    assert_int_equal(mkfifo(path, 0600), 0); /* an open for writing would block */
+    snprintf(other, sizeof(other), "%s/../victim", root);
+    write_named(root, "../victim", 5);
+    snprintf(path, sizeof(path), "%s/free/0123456789ABD0.env", root);
+    assert_int_equal(link(other, path), 0); /* two links: someone else's file */
+    commit_several(root);                   /* every message exact, in time */
+    assert_int_equal(count_files(root, "free"), 0);
+    struct stat st;
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(st.st_size, 5); /* untouched */
+    assert_int_equal(st.st_nlink, 1);
+    unlink(other);
+}
+
 static void test_commit_fdatasync(void **state)
 {
     setenv("SLUICE_SPOOL_SYNC", "fdatasync", 1);
@@ -1061,6 +1085,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_syncfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fdatasync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_large_with_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
