@@ -385,22 +385,11 @@ void config_free(sluice_config *cfg)
     if (!cfg)
         return;
     for (int i = 0; i < cfg_nkeys; i++) {
-        switch (cfg_key_tab[i].type) {
-        case CT_STRING:
-        case CT_HOSTNAME:
-        case CT_USER:
-        case CT_PATH:
-        case CT_MECHS:
-        case CT_RELAY:
+        enum cfg_type t = cfg_key_tab[i].type;
+        if (cfg_type_is_string(t))
             free(*(char **)field(cfg, i));
-            break;
-        case CT_DOMAINS:
-        case CT_DNS:
-            cfg_clear_list(cfg, cfg_key_tab[i].type);
-            break;
-        default:
-            break;
-        }
+        else if (t == CT_DOMAINS || t == CT_DNS)
+            cfg_clear_list(cfg, t);
     }
     free(cfg->path);
     free(cfg->dir);

@@ -38,6 +38,13 @@ enum {
     CK_DEFHOST = 1u << 2,  /* default comes from gethostname() */
 };
 
+/* Whether a key of this type is stored as one malloc'd char * (NULL = unset). */
+static inline bool cfg_type_is_string(enum cfg_type t)
+{
+    return t == CT_STRING || t == CT_HOSTNAME || t == CT_USER || t == CT_PATH || t == CT_MECHS ||
+           t == CT_RELAY;
+}
+
 struct cfg_key {
     enum cfg_type type;
     size_t off;  /* offsetof(sluice_config, field) */

@@ -33,14 +33,9 @@ static bool strs_eq(char *const *a, int na, char *const *b, int nb)
 static bool key_equal(const sluice_config *a, const sluice_config *b, int idx)
 {
     const struct cfg_key *k = &cfg_key_tab[idx];
-    switch (k->type) {
-    case CT_STRING:
-    case CT_HOSTNAME:
-    case CT_USER:
-    case CT_PATH:
-    case CT_MECHS:
-    case CT_RELAY:
+    if (cfg_type_is_string(k->type))
         return str_eq(*(char **)field(a, idx), *(char **)field(b, idx));
+    switch (k->type) {
     case CT_LISTEN:
         return a->nlisten == b->nlisten &&
                memcmp(a->listen, b->listen, (size_t)a->nlisten * sizeof(a->listen[0])) == 0;
@@ -74,13 +69,7 @@ static int dup_strs(char **dst, int *ndst, char *const *src, int nsrc)
 static int key_copy(sluice_config *dst, const sluice_config *src, int idx)
 {
     const struct cfg_key *k = &cfg_key_tab[idx];
-    switch (k->type) {
-    case CT_STRING:
-    case CT_HOSTNAME:
-    case CT_USER:
-    case CT_PATH:
-    case CT_MECHS:
-    case CT_RELAY: {
+    if (cfg_type_is_string(k->type)) {
         const char *v = *(char **)field(src, idx);
         char *copy = v ? strdup(v) : NULL;
         if (v && !copy)
@@ -90,6 +79,7 @@ static int key_copy(sluice_config *dst, const sluice_config *src, int idx)
         *f = copy;
         return 0;
     }
+    switch (k->type) {
     case CT_LISTEN:
         memcpy(dst->listen, src->listen, sizeof(dst->listen));
         dst->nlisten = src->nlisten;
@@ -109,21 +99,31 @@ static int key_copy(sluice_config *dst, const sluice_config *src, int idx)
     }
 }
 
+/* Index of "section.key", or -1. */
+static int find_dotted(const char *dotted)
+{
+    const char *dot = strchr(dotted, '.');
+    char section[32];
+    size_t n = dot ? (size_t)(dot - dotted) : sizeof(section);
+    if (n >= sizeof(section))
+        return -1;
+    memcpy(section, dotted, n);
+    section[n] = '\0';
+    return cfg_key_find(section, dot + 1);
+}
+
+bool config_key_same(const sluice_config *a, const sluice_config *b, const char *dotted)
+{
+    int idx = find_dotted(dotted);
+    return idx >= 0 && key_equal(a, b, idx);
+}
+
 int config_keep_fixed(sluice_config *loaded, const sluice_config *running, const char *const *fixed,
                       const char *prog, config_diag_fn diag, void *arg)
 {
     int kept = 0;
     for (const char *const *f = fixed; *f; f++) {
-        const char *dot = strchr(*f, '.');
-        if (!dot)
-            continue;
-        char section[32];
-        size_t n = (size_t)(dot - *f);
-        if (n >= sizeof(section))
-            continue;
-        memcpy(section, *f, n);
-        section[n] = '\0';
-        int idx = cfg_key_find(section, dot + 1);
+        int idx = find_dotted(*f);
         if (idx < 0 || key_equal(loaded, running, idx))
             continue;
         unsigned line = loaded->src && loaded->src->line ? loaded->src->line[idx] : 0;
@@ -131,7 +131,7 @@ int config_keep_fixed(sluice_config *loaded, const sluice_config *running, const
             line = loaded->src->listen_line[0]; /* where the list begins */
         cfg_report(diag, arg, cfg_display_name(loaded), line,
                    "[%s] %s changed: it takes effect when %s restarts; the running value stays",
-                   section, dot + 1, prog);
+                   config_keys(NULL)[idx].section, config_keys(NULL)[idx].name, prog);
         if (key_copy(loaded, running, idx) < 0)
             return -ENOMEM;
         kept++;

@@ -28,8 +28,14 @@ static void usage(FILE *f, const char *prog)
             prog);
 }
 
-int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, sluice_config *cfg)
+void daemon_log_diag(void *prefix, const char *diag)
 {
+    log_warn("%s%s", prefix ? (const char *)prefix : "", diag);
+}
+
+int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, sluice_config **out)
+{
+    *out = NULL;
     const char *cfg_arg = NULL;
     int opt;
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
@@ -52,6 +58,11 @@ int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, 
     }
 
     log_init(prog, 0);
+    sluice_config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return EX_OSERR;
+    }
     const char *path = config_default_path(cfg_arg);
     void *arg = (void *)prog;
     int problems = config_load(path, cfg, daemon_print_diag, arg);
@@ -60,17 +71,14 @@ int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, 
     if (problems != 0) {
         fprintf(stderr, "%s: %s: configuration has errors; not starting\n", prog, path);
         config_free(cfg);
+        free(cfg);
         return EX_CONFIG;
     }
     if (cfg->log_syslog)
         log_init(prog, 1);
+    cfg->refs = 1;
+    *out = cfg;
     return -1;
-}
-
-static void log_reload_diag(void *arg, const char *diag)
-{
-    (void)arg;
-    log_warn("reload: %s", diag);
 }
 
 int daemon_reload_config(const char *prog, const sluice_config *running, const char *const *fixed,
@@ -82,12 +90,14 @@ int daemon_reload_config(const char *prog, const sluice_config *running, const c
         log_err("reload: out of memory; keeping the running configuration");
         return 1;
     }
-    int problems = config_load(running->path, cfg, log_reload_diag, NULL);
+    int problems = config_load(running->path, cfg, daemon_log_diag, (void *)DAEMON_RELOAD);
     /* Not the certificate: after the privilege drop a root-only key cannot
      * be read, and that must not block a map change (smtpd_main.c). */
     if (problems == 0)
-        problems = config_check_files_but(cfg, CFG_CHECK_SKIP_TLS, log_reload_diag, NULL);
-    if (problems == 0 && config_keep_fixed(cfg, running, fixed, prog, log_reload_diag, NULL) < 0) {
+        problems =
+            config_check_files_but(cfg, CFG_CHECK_SKIP_TLS, daemon_log_diag, (void *)DAEMON_RELOAD);
+    if (problems == 0 &&
+        config_keep_fixed(cfg, running, fixed, prog, daemon_log_diag, (void *)DAEMON_RELOAD) < 0) {
         log_err("reload: out of memory");
         problems = 1;
     }

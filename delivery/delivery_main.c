@@ -39,12 +39,6 @@ static bool terminating;
  */
 static const char *const delivery_fixed[] = {"server.spool", "server.user", "server.log", NULL};
 
-static void log_diag(void *arg, const char *diag)
-{
-    (void)arg;
-    log_warn("%s", diag);
-}
-
 /* The SMTP client and the runner over c; on failure nothing is left running. */
 static int runner_up(sluice_config *c, config_diag_fn diag, void *diag_arg)
 {
@@ -117,7 +111,7 @@ static void on_restart(uv_timer_t *t)
         close_signals();
         return;
     }
-    if (runner_up(c, log_diag, NULL) == 0) {
+    if (runner_up(c, daemon_log_diag, NULL) == 0) {
         config_release(cfg);
         cfg = c;
         log_info("reload: delivery runner restarted with the new configuration");
@@ -126,7 +120,7 @@ static void on_restart(uv_timer_t *t)
     log_err("reload: the runner did not start with the new configuration; going on with the "
             "previous one");
     config_release(c);
-    if (runner_up(cfg, log_diag, NULL) < 0) {
+    if (runner_up(cfg, daemon_log_diag, NULL) < 0) {
         log_err("cannot restart the delivery runner; exiting");
         exit(EX_SOFTWARE);
     }
@@ -188,17 +182,9 @@ static void size_thread_pool(unsigned concurrency)
 
 int main(int argc, char **argv)
 {
-    cfg = calloc(1, sizeof(*cfg));
-    if (!cfg) {
-        fprintf(stderr, "sluice-delivery: out of memory\n");
-        return EX_OSERR;
-    }
-    int status = daemon_config("sluice-delivery", argc, argv, CFG_CHECK_SKIP_TLS, cfg);
-    if (status >= 0) {
-        free(cfg);
+    int status = daemon_config("sluice-delivery", argc, argv, CFG_CHECK_SKIP_TLS, &cfg);
+    if (status >= 0)
         return status;
-    }
-    cfg->refs = 1;
 
     /* Nothing here needs root: leave it before touching the spool, so
      * every file we make (envelopes, DSNs, Maildirs) belongs to the user. */

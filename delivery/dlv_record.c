@@ -182,6 +182,15 @@ static bool final(const env_rcpt *r)
     return r->state == RCPT_DELIVERED || r->state == RCPT_FAILED;
 }
 
+/* Every recipient final and every DSN it owed committed: the message may go. */
+static bool nothing_left(const envelope *e)
+{
+    bool done = envelope_all_final(e);
+    for (size_t i = 0; done && i < e->nrcpt; i++)
+        done = e->rcpts[i].dsn_sent;
+    return done;
+}
+
 void dlv_attempt_finish(dlv_msg *m)
 {
     const sluice_config *cfg = m->r->cfg;
@@ -243,9 +252,9 @@ void dlv_attempt_finish(dlv_msg *m)
      * and remote ones are in the same position as after a crash just before
      * this record (SMTP's at-least-once).
      */
-    bool removable = list && delayed && nlist == 0 && ndelayed == 0 && envelope_all_final(e);
-    for (size_t i = 0; removable && i < e->nrcpt; i++)
-        removable = e->rcpts[i].dsn_sent;
+    /* (nothing_left implies no DSN is listed: final and dsn_sent are exclusive
+     * with the lists above.) */
+    bool removable = list && delayed && nothing_left(e);
     if (changed && !removable && (rc = spool_fs_store(fs, e)) != 0) {
         atomic_store(&m->r->store_failed, true);
         log_err("%s: cannot record the outcome: %s", m->id, strerror(-rc));
@@ -280,10 +289,7 @@ void dlv_attempt_finish(dlv_msg *m)
         }
     }
     /* 3. Gone when nothing is left to do. */
-    bool done = envelope_all_final(e);
-    for (size_t i = 0; done && i < e->nrcpt; i++)
-        done = e->rcpts[i].dsn_sent;
-    if (done) {
+    if (nothing_left(e)) {
         if ((rc = spool_fs_remove_unsynced(fs, m->id)) == 0 || rc == -ENOENT) {
             log_info("%s: removed", m->id);
             m->next_ms = -1;

@@ -12,6 +12,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "sluice/daemon.h"
 #include "sluice/dlv_core.h"
 #include "sluice/log.h"
 
@@ -63,12 +64,6 @@ static int maps_load(const sluice_config *cfg, config_diag_fn diag, void *arg, d
     return 0;
 }
 
-static void log_diag(void *arg, const char *diag)
-{
-    (void)arg;
-    log_warn("%s", diag);
-}
-
 struct reload_job {
     uv_work_t work;
     dlv_runner *r;
@@ -79,7 +74,7 @@ struct reload_job {
 static void reload_work(uv_work_t *w)
 {
     struct reload_job *j = w->data;
-    j->rc = maps_load(j->r->cfg, log_diag, NULL, &j->maps);
+    j->rc = maps_load(j->r->cfg, daemon_log_diag, NULL, &j->maps);
 }
 
 static void reload_done(uv_work_t *w, int status)

@@ -50,13 +50,6 @@
 
 /* ---- writer and syncer threads ---- */
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int sync_fs(spool *s)
 {
     for (;;) {
@@ -166,9 +159,9 @@ static void *writer_main(void *arg)
             s->req_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        uint64_t t0 = mono_us();
+        uint64_t t0 = spool_mono_us();
         write_msg(s, m);
-        uint64_t t1 = mono_us();
+        uint64_t t1 = spool_mono_us();
 
         pthread_mutex_lock(&s->mu);
         s->stats.write_us += t1 - t0;
@@ -215,7 +208,7 @@ static void *syncer_main(void *arg)
             s->prep_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        uint64_t t0 = mono_us();
+        uint64_t t0 = spool_mono_us();
         int rc = sync_data(s, batch, n);
         if (rc != 0) {
             /* We cannot tell whose data was lost: the whole batch fails. */
@@ -233,7 +226,7 @@ static void *syncer_main(void *arg)
              */
             sync_names(s, named, rename_batch(s, batch, n, named));
         }
-        uint64_t t1 = mono_us();
+        uint64_t t1 = spool_mono_us();
 
         pthread_mutex_lock(&s->mu);
         s->stats.sync_us += t1 - t0;
@@ -339,6 +332,13 @@ static void on_retry(uv_timer_t *t)
     send_unsent(t->data);
 }
 
+/* Sends the kept ids again shortly (not once the spool is closing). */
+static void arm_retry(spool *s)
+{
+    if (!s->joined && !uv_is_active((uv_handle_t *)&s->retry))
+        uv_timer_start(&s->retry, on_retry, NOTIFY_RETRY_MS, 0);
+}
+
 /*
  * The runner's socket queues only net.unix.max_dgram_qlen (10) datagrams.
  * When it is full, the ids are kept and sent again shortly, rather than
@@ -351,8 +351,7 @@ static void keep_unsent(spool *s, const char *ids, size_t n)
             log_warn("spool: sluice-delivery is not reading its socket; its scan will find the "
                      "new messages");
     }
-    if (!s->joined && !uv_is_active((uv_handle_t *)&s->retry))
-        uv_timer_start(&s->retry, on_retry, NOTIFY_RETRY_MS, 0);
+    arm_retry(s);
 }
 
 /* Sends text ("new ID ID ..."); 0, or -EAGAIN when the socket is full. */
@@ -374,8 +373,7 @@ static void send_unsent(spool *s)
         memcpy(text, "new", 3);
         memcpy(text + 3, s->unsent.data, n);
         if (notify_send(s, text, n + 3) != 0) {
-            if (!s->joined && !uv_is_active((uv_handle_t *)&s->retry))
-                uv_timer_start(&s->retry, on_retry, NOTIFY_RETRY_MS, 0);
+            arm_retry(s);
             return;
         }
         sbuf_consume(&s->unsent, n);
@@ -384,12 +382,9 @@ static void send_unsent(spool *s)
 
 static void notify_flush(spool *s, char *text, size_t *len)
 {
-    if (*len > 3) {
-        if (s->unsent.len) /* keep the order: older ids first */
-            keep_unsent(s, text + 3, *len - 3);
-        else if (notify_send(s, text, *len) != 0)
-            keep_unsent(s, text + 3, *len - 3);
-    }
+    /* Older ids first: while some wait for a retry, new ones queue behind. */
+    if (*len > 3 && (s->unsent.len || notify_send(s, text, *len) != 0))
+        keep_unsent(s, text + 3, *len - 3);
     memcpy(text, "new", 3);
     *len = 3;
 }

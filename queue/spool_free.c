@@ -39,9 +39,7 @@
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(spool_mono_us() / 1000);
 }
 
 static bool free_name_ok(const char *n)
@@ -52,19 +50,19 @@ static bool free_name_ok(const char *n)
             strcmp(n + QUEUE_ID_LEN, SPOOL_EXT_ENV) == 0);
 }
 
-/* Lists free/ into the hint list (under mu). Returns the number of entries seen. */
-static size_t scan(spool_fs *fs)
+/* Lists free/ into the hint list and the count (under mu). */
+static void scan(spool_fs *fs)
 {
     struct spool_free *f = &fs->free;
     f->n = 0;
     f->scanned_ms = mono_ms();
     int dfd = openat(fs->free_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
-        return 0;
+        return;
     DIR *d = fdopendir(dfd);
     if (!d) {
         close(dfd);
-        return 0;
+        return;
     }
     size_t seen = 0;
     struct dirent *de;
@@ -77,8 +75,6 @@ static size_t scan(spool_fs *fs)
     }
     closedir(d);
     f->count = seen;
-    f->counted_ms = f->scanned_ms;
-    return seen;
 }
 
 static int unlink_it(int dirfd, const char *name)
@@ -97,8 +93,11 @@ int spool_free_give(spool_fs *fs, int dirfd, const char *name)
         return unlink_it(dirfd, name);
     struct spool_free *f = &fs->free;
     pthread_mutex_lock(&f->mu);
-    /* The count goes stale as the other daemon takes files: recount now and then. */
-    if (f->count >= SPOOL_FREE_MAX || mono_ms() - f->counted_ms > SPOOL_FREE_RECOUNT_MS)
+    /* The count goes stale as the other daemon takes files: recount now and
+     * then, and when full no more often than a taker would (not on every
+     * removal: that is a listing of SPOOL_FREE_MAX names per message). */
+    int64_t age = mono_ms() - f->scanned_ms;
+    if (age > (f->count >= SPOOL_FREE_MAX ? SPOOL_FREE_RESCAN_MS : SPOOL_FREE_RECOUNT_MS))
         scan(fs);
     bool keep = f->count < SPOOL_FREE_MAX;
     if (keep)
@@ -129,10 +128,9 @@ static int adopt(spool_fs *fs, int dirfd, const char *name, const char *from, bo
             (void)unlinkat(dirfd, name, 0);
         return -1;
     }
+    /* O_NONBLOCK may stay set: it has no effect on a regular file's I/O (open(2)). */
     struct stat st;
-    int fl = fcntl(fd, F_GETFL);
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() ||
-        fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
         /* Not a file we could have put there (or a recovery removed it
          * under us): never write into it. */
         close(fd);

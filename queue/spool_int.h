@@ -27,8 +27,7 @@ struct spool_free {
     char names[SPOOL_FREE_HINTS][QUEUE_ID_LEN + sizeof(".env.new")];
     size_t n;           /* names[0..n) were in free/ at the last listing */
     size_t count;       /* files in free/, as far as we know */
-    int64_t scanned_ms; /* last listing */
-    int64_t counted_ms;
+    int64_t scanned_ms; /* last listing (names and count) */
 };
 
 struct spool_fs {
@@ -72,6 +71,8 @@ int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *f
 int spool_write_all(int fd, const void *data, size_t len);
 int spool_fsync(int fd);
 int spool_fdatasync(int fd);
+/* CLOCK_MONOTONIC in microseconds (the committer's timings, free/'s rescans). */
+uint64_t spool_mono_us(void);
 /* close() of a file we wrote: an error there is a write error. */
 int spool_close_written(int fd);
 
@@ -116,7 +117,8 @@ struct spool_txn {
     int env_fd; /* incoming/ID.env while open; -1 otherwise */
     bool env_created;
     bool msg_renamed, env_renamed;
-    bool msg_reused; /* msg_fd is a file from free/: cut to length when complete */
+    bool msg_reused;  /* msg_fd is a file from free/: cut to length when complete */
+    uint64_t msg_len; /* bytes written to msg_fd */
 };
 
 void spool_txn_init(struct spool_txn *t, const char *id);

@@ -8,6 +8,7 @@
  * failed sync fails the operation.
  */
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,4 +181,11 @@ enum spool_sync_method spool_sync_method_from_env(void)
     if (v && strcmp(v, "fdatasync") == 0)
         return SPOOL_SYNC_FDATASYNC;
     return SPOOL_SYNC_SYNCFS;
+}
+
+uint64_t spool_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

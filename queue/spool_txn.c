@@ -22,6 +22,7 @@ void spool_txn_init(struct spool_txn *t, const char *id)
     t->id[QUEUE_ID_LEN] = '\0';
     t->msg_fd = t->env_fd = -1;
     t->env_created = t->msg_renamed = t->env_renamed = t->msg_reused = false;
+    t->msg_len = 0;
 }
 
 int spool_txn_write_msg(spool_fs *fs, struct spool_txn *t, const void *data, size_t len)
@@ -37,7 +38,10 @@ int spool_txn_write_msg(spool_fs *fs, struct spool_txn *t, const void *data, siz
         if (rc)
             return rc;
     }
-    return len ? spool_write_all(t->msg_fd, data, len) : 0;
+    int rc = len ? spool_write_all(t->msg_fd, data, len) : 0;
+    if (rc == 0)
+        t->msg_len += len;
+    return rc;
 }
 
 int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, size_t len,
@@ -47,11 +51,8 @@ int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, siz
     int fd, rc;
 
     /* The message is complete now: a reused file loses its old tail. */
-    if (t->msg_reused) {
-        off_t end = lseek(t->msg_fd, 0, SEEK_CUR);
-        if (end < 0 || ftruncate(t->msg_fd, end) != 0)
-            return -errno;
-    }
+    if (t->msg_reused && ftruncate(t->msg_fd, (off_t)t->msg_len) != 0)
+        return -errno;
     spool_name(name, t->id, SPOOL_EXT_ENV);
     rc = spool_free_take(fs, fs->incoming_fd, name, false, &fd);
     bool reused = rc == 0;

@@ -307,9 +307,7 @@ static void on_grace_end(uv_timer_t *t)
     smtp_server *srv = t->data;
     log_warn("shutdown: grace period over; closing %s",
              srv->sessions ? "the remaining sessions" : "");
-    while (srv->sessions)
-        smtp_session_close(srv->sessions);
-    smtp_server_session_gone(srv);
+    smtp_server_hurry(srv);
 }
 
 void smtp_server_stop(smtp_server *srv, unsigned grace_ms, void (*drained)(smtp_server *))

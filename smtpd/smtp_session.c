@@ -116,7 +116,12 @@ static uint64_t body_budget_end(const smtp_session *s)
            s->body_bytes * 1000 / cfg->min_data_rate;
 }
 
-static void arm_timer(smtp_session *s);
+static bool in_body(const smtp_session *s)
+{
+    return s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT;
+}
+
+static bool arm_timer(smtp_session *s);
 
 static void on_timeout(uv_timer_t *t)
 {
@@ -128,9 +133,8 @@ static void on_timeout(uv_timer_t *t)
                  s->peer_name, s->peer_ip, (unsigned long long)s->body_bytes,
                  (unsigned long long)(now - s->body_start_ms), s->cfg->min_data_rate);
     else
-        log_info("timeout after %s from %s[%s]",
-                 s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ? "DATA" : "command",
-                 s->peer_name, s->peer_ip);
+        log_info("timeout after %s from %s[%s]", in_body(s) ? "DATA" : "command", s->peer_name,
+                 s->peer_ip);
     /*
      * A client that stopped reading may never let a queued write finish:
      * say goodbye only if the socket takes it now, then close regardless.
@@ -155,17 +159,22 @@ static void on_timeout(uv_timer_t *t)
     smtp_session_close(s);
 }
 
-static void arm_timer(smtp_session *s)
+/*
+ * Arms the session's timer; returns whether the min_data_rate budget, not
+ * the plain timeout, set it (then more body bytes move it).
+ */
+static bool arm_timer(smtp_session *s)
 {
     if (s->closing)
-        return;
+        return false;
     const sluice_config *cfg = s->cfg;
-    unsigned secs = (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) ? cfg->timeout_data_block
-                                                                         : cfg->timeout_command;
+    unsigned secs = in_body(s) ? cfg->timeout_data_block : cfg->timeout_command;
     uint64_t ms = (uint64_t)secs * 1000, end = body_budget_end(s), now = uv_now(s->srv->loop);
-    if (end)
-        ms = end <= now ? 0 : end - now < ms ? end - now : ms;
+    bool budget = end && (end <= now || end - now < ms);
+    if (budget)
+        ms = end <= now ? 0 : end - now;
     uv_timer_start(&s->timer, on_timeout, ms, 0);
+    return budget;
 }
 
 /* ---- output ---- */
@@ -327,7 +336,7 @@ static size_t process_commands(smtp_session *s, const char *p, size_t len)
 {
     size_t used = 0;
     while (used < len && !s->waiting && !s->quitting && !s->closing && !s->starttls_pending &&
-           s->state != SMTP_S_DATA && s->state != SMTP_S_BDAT && !output_full(s)) {
+           !in_body(s) && !output_full(s)) {
         const char *line = p + used;
         size_t avail = len - used;
         const char *lf = memchr(line, '\n', avail);
@@ -376,7 +385,7 @@ static size_t process_bytes(smtp_session *s, const char *p, size_t len)
     size_t used = 0;
     while (used < len && !s->waiting && !s->closing && !s->quitting && !s->starttls_pending) {
         size_t n;
-        if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) {
+        if (in_body(s)) {
             if (!s->body_start_ms)
                 s->body_start_ms = uv_now(s->srv->loop);
             n = smtp_cmd_body(s, p + used, len - used);
@@ -487,7 +496,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (nread != UV_EOF)
             log_info("read from %s[%s] failed: %s", s->peer_name, s->peer_ip,
                      uv_strerror((int)nread));
-        else if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
+        else if (in_body(s))
             log_info("lost connection after DATA from %s[%s]", s->peer_name, s->peer_ip);
         smtp_session_close(s);
         return;
@@ -498,8 +507,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
      * command completes, so a client trickling a byte at a time
      * (slowloris) cannot hold its connection open for ever.
      */
-    if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
-        arm_timer(s);
+    bool was_body = in_body(s), budget = was_body && arm_timer(s);
     if (!s->tls_on) {
         session_input(s, buf->base, (size_t)nread);
     } else {
@@ -522,8 +530,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (!s->closing)
         session_process(s);
-    /* the body bytes just counted move the min_data_rate budget */
-    if (!s->closing && s->body_start_ms && (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT))
+    /* A body whose first bytes came in this read gets its timeout; the bytes just
+     * counted move a min_data_rate deadline (when the plain timeout was the
+     * nearer one, more bytes leave it so: no second arm). */
+    if ((budget || !was_body) && s->body_start_ms && !s->closing && in_body(s))
         arm_timer(s);
 }
 

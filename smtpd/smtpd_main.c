@@ -30,12 +30,6 @@ static smtp_server server;
 static spool *the_spool;
 static uv_signal_t sig_term, sig_int, sig_hup;
 
-static void log_diag(void *arg, const char *diag)
-{
-    (void)arg;
-    log_warn("reload: %s", diag);
-}
-
 /* Every session is gone: no commit can start any more; close the spool. */
 static void on_drained(smtp_server *srv)
 {
@@ -94,17 +88,12 @@ static int load_map(const char *path, map **out)
     *out = NULL;
     if (!path || !path[0])
         return 0;
-    return map_load(path, out, log_diag, NULL) != 0 ? -1 : 0;
-}
-
-static bool same_str(const char *a, const char *b)
-{
-    return strcmp(a ? a : "", b ? b : "") == 0;
+    return map_load(path, out, daemon_log_diag, (void *)DAEMON_RELOAD) != 0 ? -1 : 0;
 }
 
 static bool same_tls_files(const sluice_config *a, const sluice_config *b)
 {
-    return same_str(a->tls_cert, b->tls_cert) && same_str(a->tls_key, b->tls_key);
+    return config_key_same(a, b, "smtpd.tls_cert") && config_key_same(a, b, "smtpd.tls_key");
 }
 
 /*
@@ -200,18 +189,10 @@ static int prepare_spool_owner(const sluice_config *cfg)
 
 int main(int argc, char **argv)
 {
-    sluice_config *cfgp = calloc(1, sizeof(*cfgp));
-    if (!cfgp) {
-        fprintf(stderr, "sluice-smtpd: out of memory\n");
-        return EX_OSERR;
-    }
-    int status = daemon_config("sluice-smtpd", argc, argv, 0, cfgp);
-    if (status >= 0) {
-        free(cfgp);
+    sluice_config *cfg; /* becomes server.cfg's reference; sessions add theirs */
+    int status = daemon_config("sluice-smtpd", argc, argv, 0, &cfg);
+    if (status >= 0)
         return status;
-    }
-    cfgp->refs = 1; /* server.cfg's; sessions add theirs */
-    sluice_config *cfg = cfgp;
 
     map *mailboxes = NULL, *aliases = NULL;
     if (map_load(cfg->mailboxes, &mailboxes, daemon_print_diag, (void *)"sluice-smtpd") != 0 ||

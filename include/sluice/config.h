@@ -184,6 +184,8 @@ int config_keep_fixed(sluice_config *loaded, const sluice_config *running, const
 
 /* Whether every key has the same value in a and b. */
 bool config_same(const sluice_config *a, const sluice_config *b);
+/* Whether key "section.key" has the same value in a and b (false for no such key). */
+bool config_key_same(const sluice_config *a, const sluice_config *b, const char *dotted);
 
 /*
  * A malloc'd config shared by holders that may outlive a reload (sessions):

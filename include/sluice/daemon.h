@@ -12,10 +12,12 @@
  * check_skip: checks of config_check_files_but to leave out (sluice-delivery,
  * which never uses the certificate and runs as [server] user under systemd,
  * skips the TLS key a root-only file would fail).
- * Returns -1 when the daemon should go on (cfg loaded, logging set up),
- * else the exit status: 0 after --help, EX_USAGE, or EX_CONFIG.
+ * Returns -1 when the daemon should go on, with *cfg a malloc'd config
+ * holding one reference (config_release) and logging set up; else the exit
+ * status: 0 after --help, EX_USAGE, EX_OSERR or EX_CONFIG.
  */
-int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip, sluice_config *cfg);
+int daemon_config(const char *prog, int argc, char **argv, unsigned check_skip,
+                  sluice_config **cfg);
 
 /*
  * SIGHUP: loads running->path again and checks it as at start, all but the
@@ -30,6 +32,9 @@ int daemon_reload_config(const char *prog, const sluice_config *running, const c
 
 /* A config_diag_fn printing "PROG: DIAG" to stderr; arg is the program name. */
 void daemon_print_diag(void *prog, const char *diag);
+/* A config_diag_fn logging a warning; arg is a prefix for it, or NULL. */
+void daemon_log_diag(void *prefix, const char *diag);
+#define DAEMON_RELOAD "reload: " /* the prefix of a SIGHUP's diagnostics */
 
 /*
  * Raises the soft open-file limit to the hard one: sessions (smtpd) and
