@@ -26,8 +26,26 @@ struct scan_job {
     int64_t *due;
     size_t n;
     int64_t now_ms;
+    bool skip_young;
     int rc;
 };
+
+/*
+ * sluice-smtpd announces a message only once it is in queue/ for good (its
+ * journal's mark covers it, spool_ckpt.c); until then its recovery may write
+ * it back into queue/, so a runner that had already delivered and removed it
+ * would deliver it again. A periodic scan therefore leaves sluice-smtpd's
+ * messages younger than this to their announcement. The scan at start takes
+ * everything: a message that arrived before the runner started gets the
+ * duplicate check anyway (dlv_message.c).
+ */
+#define SCAN_YOUNG_US (10 * 1000000LL)
+
+static bool young_smtpd_id(const char *id, int64_t now_us)
+{
+    return id[QUEUE_ID_LEN - 1] == '0' + QUEUE_ID_SMTPD &&
+           queue_id_time(id) > now_us - SCAN_YOUNG_US;
+}
 
 int64_t dlv_envelope_due_ms(const envelope *e, int64_t now_ms)
 {
@@ -121,8 +139,10 @@ static void list_done(uv_work_t *w, int status)
     }
     /* Keep only ids the schedule does not know. */
     size_t k = 0;
+    int64_t now_us = dlv_now_us();
     for (size_t i = 0; i < j->n; i++)
-        if (!dlv_sched_known(&r->sched, j->ids[i]))
+        if (!dlv_sched_known(&r->sched, j->ids[i]) &&
+            !(j->skip_young && young_smtpd_id(j->ids[i], now_us)))
             memcpy(j->ids[k++], j->ids[i], sizeof(qid_t));
     j->n = k;
     if (k == 0 || !(j->due = calloc(k, sizeof(*j->due)))) {
@@ -156,6 +176,8 @@ void dlv_scan_start(dlv_runner *r)
     }
     j->r = r;
     j->work.data = j;
+    j->skip_young = r->scanned;
+    r->scanned = true;
     int rc = uv_queue_work(r->loop, &j->work, list_work, list_done);
     if (rc) {
         log_err("scan: %s", uv_strerror(rc));

@@ -81,8 +81,10 @@ int cli_open_spool(cli_ctx *c)
         return CLI_EXIT_FAIL;
     }
     rc = spool_fs_open(c->cfg.spool, false, &c->fs);
-    if (rc == 0)
+    if (rc == 0) {
+        spool_fs_settle(c->fs, 2000);
         return 0;
+    }
     const char *hint = "";
     if (rc == -ENOENT)
         hint = " (it is made when sluice-smtpd first starts; is [server] spool right?)";

@@ -37,6 +37,11 @@
  * Messages written while a batch is being synced form the next batch; so
  * batches grow with the load by themselves, with no timer and no waiting
  * when the server is idle.
+ *
+ * Small messages (all of them in memory, record up to JOURNAL_REC_MAX) skip
+ * steps 2-4 before their 250: the syncer appends them to the journal with
+ * one fdatasync, and the checkpointer (spool_ckpt.c) does steps 2-4 for
+ * them a few milliseconds later, off the path of the reply.
  */
 #include <errno.h>
 #include <signal.h>
@@ -46,37 +51,25 @@
 #include <unistd.h>
 
 #include "sluice/log.h"
+#include "sluice/journal_format.h"
 #include "spool_recv.h"
 
 /* ---- writer and syncer threads ---- */
 
-static int sync_fs(spool *s)
-{
-    for (;;) {
-        if (syncfs(s->fs->incoming_fd) == 0)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
-    }
-}
-
-static void fail_msg(spool *s, spool_msg *m, int rc, const char *step)
-{
-    log_err("%s: commit failed (%s): %s", m->txn.id, step, strerror(-rc));
-    m->status = rc;
-    spool_txn_discard(s->fs, &m->txn);
-}
-
-/* Step 1, for one message. */
+/* Step 1, for one message. A message that was never flushed (all of it in
+ * memory) and is small enough goes through the journal (spool_ckpt.c). */
 static void write_msg(spool *s, spool_msg *m)
 {
+    if (s->journal && m->txn.msg_fd < 0 &&
+        journal_rec_size(m->env.len, m->buf.len) <= JOURNAL_REC_MAX)
+        m->ck = calloc(1, sizeof(*m->ck)); /* NULL: the file commit, as for big ones */
     int rc = spool_txn_write_msg(s->fs, &m->txn, m->buf.data, m->buf.len);
     if (rc == 0)
         rc = spool_txn_write_env(s->fs, &m->txn, m->env.data, m->env.len,
                                  s->method == SPOOL_SYNC_FDATASYNC);
     m->status = 0;
     if (rc)
-        fail_msg(s, m, rc, "write");
+        spool_fail_msg(s, m, rc, "write");
 }
 
 /* Step 2 for a batch: its data and envelopes on disk. 0, or the syncfs error. */
@@ -86,10 +79,10 @@ static int sync_data(spool *s, spool_msg **batch, size_t n)
     if (s->method == SPOOL_SYNC_FDATASYNC) {
         for (size_t i = 0; i < n; i++)
             if ((rc = spool_txn_datasync(&batch[i]->txn)) != 0)
-                fail_msg(s, batch[i], rc, "fdatasync");
+                spool_fail_msg(s, batch[i], rc, "fdatasync");
         return 0;
     }
-    return sync_fs(s);
+    return spool_sync_fs(s);
 }
 
 /* Step 3: renames each written message into queue/; returns how many made it. */
@@ -102,7 +95,7 @@ static size_t rename_batch(spool *s, spool_msg **batch, size_t n, spool_msg **na
         if (m->status != 0)
             continue;
         if ((rc = spool_txn_rename(s->fs, &m->txn)) != 0)
-            fail_msg(s, m, rc, "rename");
+            spool_fail_msg(s, m, rc, "rename");
         else
             named[k++] = m;
     }
@@ -117,7 +110,7 @@ static void sync_names(spool *s, spool_msg **named, size_t n)
         return;
     if ((rc = spool_fsync(s->fs->queue_fd)) != 0) {
         for (size_t i = 0; i < n; i++)
-            fail_msg(s, named[i], rc, "fsync queue/");
+            spool_fail_msg(s, named[i], rc, "fsync queue/");
         /* Best effort to make the removals durable; a message that comes
          * back after a crash was never acknowledged, so the worst case is
          * a duplicate, never a loss. */
@@ -157,10 +150,14 @@ static void *writer_main(void *arg)
         s->req_head = m->next;
         if (!s->req_head)
             s->req_tail = NULL;
+        int broken = s->broken;
         pthread_mutex_unlock(&s->mu);
 
         uint64_t t0 = spool_mono_us();
-        write_msg(s, m);
+        if (broken)
+            m->status = broken; /* logged once, when it broke */
+        else
+            write_msg(s, m);
         uint64_t t1 = spool_mono_us();
 
         pthread_mutex_lock(&s->mu);
@@ -192,6 +189,8 @@ static void *syncer_main(void *arg)
     spool *s = arg;
     spool_msg *batch[SPOOL_BATCH_MAX];
     spool_msg *named[SPOOL_BATCH_MAX];
+    spool_msg *files[SPOOL_BATCH_MAX];
+    spool_msg *journaled[SPOOL_BATCH_MAX];
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -209,12 +208,22 @@ static void *syncer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         uint64_t t0 = spool_mono_us();
-        int rc = sync_data(s, batch, n);
+        /* Journaled messages first: theirs is the short path. */
+        size_t nj = 0, nf = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (batch[i]->ck)
+                journaled[nj++] = batch[i];
+            else
+                files[nf++] = batch[i];
+        }
+        if (nj)
+            spool_journal_batch(s, journaled, nj);
+        int rc = nf ? sync_data(s, files, nf) : 0;
         if (rc != 0) {
             /* We cannot tell whose data was lost: the whole batch fails. */
-            for (size_t i = 0; i < n; i++)
-                fail_msg(s, batch[i], rc, "syncfs");
-        } else {
+            for (size_t i = 0; i < nf; i++)
+                spool_fail_msg(s, files[i], rc, "syncfs");
+        } else if (nf) {
             /*
              * Steps 3 and 4 always follow the data sync of their own batch.
              * Folding the fsync(queue/) into the next batch's syncfs was
@@ -224,7 +233,7 @@ static void *syncer_main(void *arg)
              * so only the fsync of queue/ makes the new names survive a
              * power cut.
              */
-            sync_names(s, named, rename_batch(s, batch, n, named));
+            sync_names(s, named, rename_batch(s, files, nf, named));
         }
         uint64_t t1 = spool_mono_us();
 
@@ -239,10 +248,9 @@ static void *syncer_main(void *arg)
         uv_async_send(&s->async);
         pthread_mutex_lock(&s->mu);
     }
-    s->exited = true;
+    s->syncer_exited = true;
+    pthread_cond_signal(&s->cv_ckpt);
     pthread_mutex_unlock(&s->mu);
-    /* The loop joins us only after it has seen exited, i.e. after this. */
-    uv_async_send(&s->async);
     return NULL;
 }
 
@@ -276,10 +284,13 @@ static void spool_free(spool *s)
     void (*done)(void *) = s->close_done;
     void *arg = s->close_arg;
 
+    spool_journal_close(s->journal);
     spool_fs_close(s->fs);
     sbuf_free(&s->unsent);
     pthread_cond_destroy(&s->cv_req);
     pthread_cond_destroy(&s->cv_prep);
+    pthread_cond_destroy(&s->cv_ckpt);
+    pthread_cond_destroy(&s->cv_mark);
     pthread_mutex_destroy(&s->mu);
     free(s);
     if (done)
@@ -399,6 +410,8 @@ static void on_async(uv_async_t *h)
     pthread_mutex_lock(&s->mu);
     spool_msg *m = s->done_head;
     s->done_head = s->done_tail = NULL;
+    spool_ckpt_item *ck = s->ntf_head;
+    s->ntf_head = s->ntf_tail = NULL;
     exited = s->exited;
     pthread_mutex_unlock(&s->mu);
 
@@ -406,7 +419,8 @@ static void on_async(uv_async_t *h)
     memcpy(text, "new", 3);
     while (m) {
         spool_msg *next = m->next;
-        if (m->status == 0) {
+        /* A journaled message is announced after its checkpoint (below). */
+        if (m->status == 0 && !m->journaled) {
             if (len + 1 + QUEUE_ID_LEN > sizeof(text))
                 notify_flush(s, text, &len);
             text[len++] = ' ';
@@ -418,6 +432,16 @@ static void on_async(uv_async_t *h)
         spool_msg_free(m);
         m = next;
     }
+    while (ck) {
+        spool_ckpt_item *next = ck->next;
+        if (len + 1 + QUEUE_ID_LEN > sizeof(text))
+            notify_flush(s, text, &len);
+        text[len++] = ' ';
+        memcpy(text + len, ck->txn.id, QUEUE_ID_LEN);
+        len += QUEUE_ID_LEN;
+        free(ck);
+        ck = next;
+    }
     /* After the callbacks: the 250s are on their way before the runner
      * starts reading the files. */
     notify_flush(s, text, &len);
@@ -425,12 +449,81 @@ static void on_async(uv_async_t *h)
     if (exited && !s->joined) {
         pthread_join(s->writer, NULL);
         pthread_join(s->syncer, NULL);
+        pthread_join(s->ckpt, NULL);
         s->joined = true;
         send_unsent(s); /* a last try; what is left, the runner's scan finds */
         uv_timer_stop(&s->retry);
         uv_close((uv_handle_t *)&s->retry, on_retry_closed);
         uv_close((uv_handle_t *)&s->async, on_async_closed);
     }
+}
+
+/* $SLUICE_SPOOL_JOURNAL=off: every message takes the file commit (for
+ * measurements, and a way out should the journal misbehave). */
+static bool journal_wanted(void)
+{
+    const char *v = getenv("SLUICE_SPOOL_JOURNAL");
+    return !v || strcmp(v, "off") != 0;
+}
+
+/* $SLUICE_SPOOL_CKPT_MS: how long journaled messages may wait for their
+ * checkpoint (tests set it high to find messages still in the journal). */
+static uint64_t ckpt_delay_from_env(void)
+{
+    const char *v = getenv("SLUICE_SPOOL_CKPT_MS");
+    char *end;
+    unsigned long ms = v ? strtoul(v, &end, 10) : 0;
+    return v && *v && !*end && ms <= 3600000 ? ms : SPOOL_CKPT_DELAY_MS;
+}
+
+static int init_sync(spool *s)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_mutex_init(&s->mu, NULL);
+    if (rc)
+        return rc;
+    /* Rare enough not to track which one failed: leak a condvar, not a crash. */
+    if ((rc = pthread_cond_init(&s->cv_req, NULL)) != 0 ||
+        (rc = pthread_cond_init(&s->cv_prep, NULL)) != 0 ||
+        (rc = pthread_cond_init(&s->cv_mark, NULL)) != 0 ||
+        (rc = pthread_condattr_init(&attr)) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        return rc;
+    }
+    /* The checkpointer's timed wait must not jump with the wall clock. */
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&s->cv_ckpt, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc)
+        pthread_mutex_destroy(&s->mu);
+    return rc;
+}
+
+/* Starts checkpointer, syncer and writer; on failure stops and joins
+ * those that started (each exits once it sees the one before it gone). */
+static int start_threads(spool *s)
+{
+    int rc = pthread_create(&s->ckpt, NULL, spool_ckpt_main, s);
+    if (rc)
+        return rc;
+    if ((rc = pthread_create(&s->syncer, NULL, syncer_main, s)) == 0) {
+        if ((rc = pthread_create(&s->writer, NULL, writer_main, s)) == 0)
+            return 0;
+        pthread_mutex_lock(&s->mu);
+        s->writer_exited = true;
+        pthread_cond_signal(&s->cv_prep);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->syncer, NULL);
+    } else {
+        pthread_mutex_lock(&s->mu);
+        s->syncer_exited = true;
+        pthread_cond_signal(&s->cv_ckpt);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_join(s->ckpt, NULL);
+    s->joined = true;
+    return rc;
 }
 
 int spool_open(uv_loop_t *loop, const char *root, spool **out)
@@ -458,26 +551,29 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     s->loop = loop;
     s->fs = fs;
     s->method = spool_sync_method_from_env();
-    if ((rc = pthread_mutex_init(&s->mu, NULL)) != 0) {
+    s->ckpt_delay_us = ckpt_delay_from_env() * 1000;
+    sbuf_init(&s->unsent, NOTIFY_UNSENT_MAX);
+    if ((rc = init_sync(s)) != 0) {
         spool_fs_close(fs);
         free(s);
         return -rc;
     }
-    if ((rc = pthread_cond_init(&s->cv_req, NULL)) != 0 ||
-        (rc = pthread_cond_init(&s->cv_prep, NULL)) != 0) {
-        /* Rare enough not to track which one: leak a condvar, not a crash. */
-        pthread_mutex_destroy(&s->mu);
-        spool_fs_close(fs);
-        free(s);
-        return -rc;
+    if (journal_wanted()) {
+        int restored, found;
+        rc = spool_journal_open(fs, &s->journal, &s->unsent, &restored, &found);
+        if (rc == 0 && (restored || found))
+            log_info("spool: journal: %d message%s written back into queue/, %d found there",
+                     restored, restored == 1 ? "" : "s", found);
     }
-    if ((rc = uv_async_init(loop, &s->async, on_async)) != 0) {
+    if (rc == 0)
+        rc = uv_async_init(loop, &s->async, on_async);
+    if (rc != 0) {
+        /* Nothing of the loop's holds s yet. */
         s->close_done = NULL;
         spool_free(s);
         return rc;
     }
     s->async.data = s;
-    sbuf_init(&s->unsent, NOTIFY_UNSENT_MAX);
     uv_timer_init(loop, &s->retry); /* cannot fail */
     s->retry.data = s;
 
@@ -485,15 +581,7 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&s->syncer, NULL, syncer_main, s);
-    if (rc == 0 && (rc = pthread_create(&s->writer, NULL, writer_main, s)) != 0) {
-        /* The syncer alone: let it see "writer gone" and exit. */
-        pthread_mutex_lock(&s->mu);
-        s->writer_exited = true;
-        pthread_cond_signal(&s->cv_prep);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->syncer, NULL);
-    }
+    rc = start_threads(s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         /* The handles must be closed through the loop; s goes with them. */
@@ -503,6 +591,11 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     }
     if (s->method == SPOOL_SYNC_FDATASYNC)
         log_info("spool: group commit syncs each file (SLUICE_SPOOL_SYNC=fdatasync)");
+    if (!s->journal)
+        log_info(
+            "spool: journal off (SLUICE_SPOOL_JOURNAL=off): every message takes the file commit");
+    if (s->unsent.len)
+        arm_retry(s); /* announce what recovery wrote back */
     *out = s;
     return 0;
 }

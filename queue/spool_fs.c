@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -198,6 +199,60 @@ const char *spool_fs_root(const spool_fs *fs)
 static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, QUEUE_ID_LEN);
+}
+
+#define SETTLE_MAX 4096 /* envelopes waited for; past it, the rest are not */
+
+/* Whether a sluice-smtpd holds the journal's lock (is running on this spool). */
+static bool smtpd_running(spool_fs *fs)
+{
+    int fd = openat(fs->root_fd, "journal", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+void spool_fs_settle(spool_fs *fs, int timeout_ms)
+{
+    char(*names)[QUEUE_ID_LEN + sizeof(SPOOL_EXT_ENV)] = NULL;
+    size_t n = 0;
+    /* Without a running sluice-smtpd nothing in incoming/ moves: leftovers,
+     * or messages its next start writes back from the journal. */
+    if (!smtpd_running(fs))
+        return;
+    int fd = openat(fs->incoming_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    names = malloc(SETTLE_MAX * sizeof(*names));
+    struct dirent *de;
+    while (names && n < SETTLE_MAX && (de = readdir(d)) != NULL) {
+        size_t nl = strlen(de->d_name);
+        if (nl == QUEUE_ID_LEN + 4 && strcmp(de->d_name + QUEUE_ID_LEN, SPOOL_EXT_ENV) == 0)
+            memcpy(names[n++], de->d_name, nl + 1);
+    }
+    closedir(d);
+    /* An envelope in incoming/ is a commit under way: journaled messages
+     * wait there for their checkpoint, milliseconds after their 250. */
+    uint64_t deadline = spool_mono_us() + (uint64_t)timeout_ms * 1000;
+    while (n > 0 && spool_mono_us() < deadline) {
+        size_t k = 0;
+        struct stat st;
+        for (size_t i = 0; i < n; i++)
+            if (fstatat(fs->incoming_fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
+                memcpy(names[k++], names[i], sizeof(names[i]));
+        n = k;
+        if (n) {
+            struct timespec ts = {0, 5 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    free(names);
 }
 
 int spool_fs_list(spool_fs *fs, char (**ids)[QUEUE_ID_LEN + 1], size_t *n)

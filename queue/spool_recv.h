@@ -18,10 +18,19 @@
 #include <pthread.h>
 
 #include "spool_int.h"
+#include "spool_journal.h"
 
 /* Upper bound of one batch: keeps the descriptors a batch holds (two per
  * message) well under the usual 1024 limit. */
 #define SPOOL_BATCH_MAX 256
+
+/* A journaled message between its 250 and its checkpoint: its files in
+ * incoming/ (msg_fd keeps the lock) and its journal sequence number. */
+typedef struct spool_ckpt_item {
+    struct spool_ckpt_item *next; /* (mu) pending or announced list */
+    struct spool_txn txn;
+    uint64_t seq;
+} spool_ckpt_item;
 
 struct spool_msg {
     spool *s;
@@ -35,10 +44,12 @@ struct spool_msg {
     bool flushing, aborted, commit_wanted;
     spool_done_cb flush_cb, commit_cb;
     void *flush_arg, *commit_arg;
-    sbuf env;        /* serialised envelope, from spool_msg_commit on */
-    int status;      /* result of the commit, set by the committer */
-    uv_work_t work;  /* flush or discard in the libuv pool */
-    int work_status; /* result of that work */
+    sbuf env;            /* serialised envelope, from spool_msg_commit on */
+    spool_ckpt_item *ck; /* set by the writer when the message goes through the journal */
+    bool journaled;      /* committed through the journal: announced after its checkpoint */
+    int status;          /* result of the commit, set by the committer */
+    uv_work_t work;      /* flush or discard in the libuv pool */
+    int work_status;     /* result of that work */
 };
 
 struct spool {
@@ -46,18 +57,30 @@ struct spool {
     spool_fs *fs;
     enum spool_sync_method method;
     uv_async_t async;
-    pthread_t writer, syncer;
+    pthread_t writer, syncer, ckpt;
+    spool_journal *journal; /* NULL: every message takes the file commit */
     pthread_mutex_t mu;
-    pthread_cond_t cv_req;            /* writer waits: request or closing */
-    pthread_cond_t cv_prep;           /* syncer waits: prepared or writer gone */
-    spool_msg *req_head, *req_tail;   /* (mu) commits to write */
-    spool_msg *prep_head, *prep_tail; /* (mu) written, waiting for a sync */
-    spool_msg *done_head, *done_tail; /* (mu) results for the loop */
-    unsigned deferred;                /* (mu) commits waiting for a flush */
-    bool closing;                     /* (mu) no new commits; drain and stop */
-    bool writer_exited;               /* (mu) no more prepared messages */
-    bool exited;                      /* (mu) the syncer has returned too */
-    spool_stats stats;                /* (mu) */
+    pthread_cond_t cv_req;                /* writer waits: request or closing */
+    pthread_cond_t cv_prep;               /* syncer waits: prepared or writer gone */
+    pthread_cond_t cv_ckpt;               /* checkpointer waits (CLOCK_MONOTONIC) */
+    pthread_cond_t cv_mark;               /* syncer waits: mark raised, or broken */
+    spool_msg *req_head, *req_tail;       /* (mu) commits to write */
+    spool_msg *prep_head, *prep_tail;     /* (mu) written, waiting for a sync */
+    spool_msg *done_head, *done_tail;     /* (mu) results for the loop */
+    unsigned deferred;                    /* (mu) commits waiting for a flush */
+    bool closing;                         /* (mu) no new commits; drain and stop */
+    bool writer_exited;                   /* (mu) no more prepared messages */
+    bool syncer_exited;                   /* (mu) no more journaled messages */
+    bool exited;                          /* (mu) the checkpointer has returned too */
+    spool_ckpt_item *ck_head, *ck_tail;   /* (mu) journaled, waiting for a checkpoint */
+    size_t ck_count;                      /* (mu) */
+    uint64_t ck_first_us;                 /* (mu) when the oldest of them was journaled */
+    bool ck_urgent;                       /* (mu) the syncer waits for a checkpoint */
+    spool_ckpt_item *ntf_head, *ntf_tail; /* (mu) checkpointed: to announce */
+    uint64_t mark;                        /* (mu) journal records up to here are in queue/ */
+    int broken;                           /* (mu) a journal write or checkpoint failed */
+    uint64_t ckpt_delay_us;               /* how long journaled messages wait for a checkpoint */
+    spool_stats stats;                    /* (mu) */
     /* loop thread only */
     bool joined, async_closed, retry_closed;
     /* " ID ID ..." the runner's full socket refused (EAGAIN): sent again by
@@ -70,6 +93,14 @@ struct spool {
     void (*close_done)(void *arg);
     void *close_arg;
 };
+
+/* spool_ckpt.c */
+/* Syncer: journals b[0..n) (all written, all with ck) and settles each:
+ * status 0 (durable, queued for the checkpoint) or a failure. */
+void spool_journal_batch(spool *s, spool_msg **b, size_t n);
+void *spool_ckpt_main(void *arg); /* the checkpointer thread */
+int spool_sync_fs(spool *s);
+void spool_fail_msg(spool *s, spool_msg *m, int rc, const char *step);
 
 /* spool_commit.c */
 /* Queues a commit for the next batch (loop); was_deferred: it waited for

@@ -84,6 +84,7 @@ struct dlv_runner {
     size_t inflight, max_inflight; /* messages in an attempt */
     unsigned jobs;                 /* scans and map reloads on the pool */
     bool scanning, scan_again;
+    bool scanned; /* the start's scan is done: later ones skip young smtpd ids */
     bool reloading;
     bool started, stopping, closing, stopped, aborted;
     void (*stop_cb)(void *arg);

@@ -45,6 +45,14 @@ const char *spool_fs_root(const spool_fs *fs);
  */
 int spool_fs_recover(spool_fs *fs);
 
+/*
+ * Waits (up to timeout_ms) for the commits under way when called to reach
+ * queue/: a message whose 250 came from the journal is moved there by a
+ * checkpoint some milliseconds later. For the CLI, so that an id just
+ * given in a 250 is found. Best effort; never fails.
+ */
+void spool_fs_settle(spool_fs *fs, int timeout_ms);
+
 /* All committed ids, sorted (= by arrival). Caller frees *ids. */
 int spool_fs_list(spool_fs *fs, char (**ids)[QUEUE_ID_LEN + 1], size_t *n);
 
@@ -180,12 +188,15 @@ void spool_close_then(spool *s, void (*done)(void *arg), void *arg);
 
 /* Counters of the group committer (for logs, `queue stats`, the bench). */
 typedef struct spool_stats {
-    uint64_t batches;   /* group commits (syncs) done */
-    uint64_t committed; /* messages reported committed (cb status 0) */
-    uint64_t failed;    /* messages reported failed */
-    size_t max_batch;   /* largest batch seen */
-    uint64_t write_us;  /* time spent writing files into incoming/ */
-    uint64_t sync_us;   /* time spent in the batches' syncs, renames, fsyncs */
+    uint64_t batches;     /* group commits (syncs) done */
+    uint64_t committed;   /* messages reported committed (cb status 0) */
+    uint64_t failed;      /* messages reported failed */
+    size_t max_batch;     /* largest batch seen */
+    uint64_t write_us;    /* time spent writing files into incoming/ */
+    uint64_t sync_us;     /* time spent in the batches' syncs, renames, fsyncs */
+    uint64_t journaled;   /* messages committed through the journal */
+    uint64_t checkpoints; /* checkpoints of journaled messages into queue/ */
+    uint64_t ckpt_us;     /* time spent in them */
 } spool_stats;
 void spool_get_stats(spool *s, spool_stats *out);
 

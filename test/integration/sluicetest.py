@@ -300,6 +300,7 @@ class Sluice:
         self.dns = dns or None
         self.daemons = {}
         self._spool_tmpfs = None
+        self.env = {}  # extra environment of the daemons started from now on
         self._cleaned = False
         self.config = {}
         if case is not None:
@@ -393,7 +394,8 @@ class Sluice:
         log_path = os.path.join(self.dir, f"{prog}.log")
         with open(log_path, "ab") as f:
             f.write(f"---- start {prog} at {time.strftime('%H:%M:%S')}\n".encode())
-        popen = spawn(list(wrap) + [path, "-c", self.conf_path], log_path, cwd=self.dir)
+        env = {**os.environ, **self.env} if self.env else None
+        popen = spawn(list(wrap) + [path, "-c", self.conf_path], log_path, cwd=self.dir, env=env)
         d = Daemon(prog, popen, log_path)
         self.daemons[prog] = d
         if not wait_until(lambda: not d.alive() or ready()):
@@ -462,7 +464,7 @@ class Sluice:
 
     # ---- a spool on a small tmpfs (disk-full tests) ----
 
-    def use_tmpfs_spool(self, size="1m"):
+    def use_tmpfs_spool(self, size="9m"):
         """Makes start_smtpd run the server in its own mount namespace with a
         tmpfs of `size` mounted on the spool. Skips the test when this
         machine does not allow it (needs root or user namespaces)."""
@@ -491,19 +493,37 @@ class Sluice:
         except FileNotFoundError:
             return []
 
+    def spool_settle(self, timeout=5.0):
+        """Waits until no envelope is left in incoming/: a message that got
+        its 250 through the journal reaches queue/ at its checkpoint, some
+        milliseconds later (docs/spool.md, "The journal")."""
+        d = self.daemons.get("sluice-smtpd")
+        if d is None or not d.alive():
+            return  # nobody to finish them: they are leftovers (or in the journal)
+        deadline = time.monotonic() + timeout
+        while any(n.endswith(".env") for n in self.spool_files("incoming")):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+
     def spool_ids(self):
         """Ids of committed messages: queue/ID.env exists."""
+        self.spool_settle()
         return [n[:-4] for n in self.spool_files("queue")
                 if n.endswith(".env") and re.fullmatch(r"[0-9A-F]{14}", n[:-4])]
 
     def spool_path(self, *parts):
+        if parts and parts[0] == "queue":
+            self.spool_settle()
         return os.path.join(self.spool_view(), *parts)
 
     def envelope(self, qid):
+        self.spool_settle()
         with open(self.spool_path("queue", qid + ".env"), "rb") as f:
             return Envelope(f.read())
 
     def message(self, qid):
+        self.spool_settle()
         with open(self.spool_path("queue", qid + ".msg"), "rb") as f:
             return f.read()
 

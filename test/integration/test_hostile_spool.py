@@ -41,6 +41,7 @@ class Tampering(SluiceCase):
         return self.s.spool_path("queue", name)
 
     def rewrite(self, name, fn):
+        self.s.spool_settle()
         with open(self.q(name), "rb") as f:
             data = bytearray(f.read())
         data = fn(data)
