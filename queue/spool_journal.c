@@ -242,7 +242,8 @@ static int replay(spool_journal *j, spool_fs *fs, const uint8_t *file, sbuf *not
         free(f.recs);
         return -ENOMEM;
     }
-    qsort(f.recs, f.n, sizeof(*f.recs), by_seq);
+    if (f.n > 1)
+        qsort(f.recs, f.n, sizeof(*f.recs), by_seq);
     int rc = 0;
     for (size_t i = 0; i < f.n && rc == 0; i++) {
         const journal_rec *r = &f.recs[i];
