@@ -287,7 +287,14 @@ static void *deleter(void *arg)
             usleep(1000);
             continue;
         }
-        if ((rc = spool_fs_remove_unsynced(fs, id)) != 0) /* as the runner does */
+        /* As the runner does. A journaled message reaches queue/ at its
+         * checkpoint, milliseconds after its callback: wait for it. */
+        if ((rc = spool_fs_remove_unsynced(fs, id)) == -ENOENT &&
+            !__atomic_load_n(&deleter_stop, __ATOMIC_RELAXED)) {
+            usleep(1000);
+            continue;
+        }
+        if (rc != 0 && rc != -ENOENT)
             die("remove", rc);
         deleted++;
     }

