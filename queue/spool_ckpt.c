@@ -32,9 +32,11 @@
 #include "sluice/log.h"
 #include "spool_recv.h"
 
-#define CKPT_BATCH 256        /* ...unless this many are waiting */
-#define CKPT_MAX 1024         /* messages per checkpoint */
-#define CKPT_PENDING_MAX 4096 /* the syncer waits past this (each holds a descriptor) */
+#define CKPT_BATCH 256 /* a checkpoint starts at once when this many wait */
+#define CKPT_MAX 512   /* messages per checkpoint */
+/* The syncer waits past this many: each holds a descriptor, and with a batch
+ * in flight they stay well under the usual limit of 1024. */
+#define CKPT_PENDING_MAX 512
 
 int spool_sync_fs(spool *s)
 {

@@ -465,12 +465,13 @@ class Chaos:
         (end line, CRC) and its message file exists with the size it names."""
         s = self.s
         self.snapshots += 1
+        queue = os.path.join(s.spool_view(), "queue")  # as it is: no waiting for checkpoints
         for name in s.spool_files("queue"):
             if not name.endswith(".env"):
                 continue
             qid = name[:-4]
             try:
-                with open(s.spool_path("queue", name), "rb") as f:
+                with open(os.path.join(queue, name), "rb") as f:
                     data = f.read()
             except FileNotFoundError:
                 continue  # delivered and removed meanwhile
@@ -479,9 +480,9 @@ class Chaos:
                 self.problems.append(f"{when}: queue/{name} is not a complete envelope: {data[-300:]!r}")
                 continue
             try:
-                size = os.stat(s.spool_path("queue", qid + ".msg")).st_size
+                size = os.stat(os.path.join(queue, qid + ".msg")).st_size
             except FileNotFoundError:
-                if os.path.exists(s.spool_path("queue", name)):
+                if os.path.exists(os.path.join(queue, name)):
                     self.problems.append(f"{when}: queue/{name} without its .msg")
                 continue
             if str(size) != env.get("size"):

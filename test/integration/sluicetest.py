@@ -500,11 +500,13 @@ class Sluice:
         d = self.daemons.get("sluice-smtpd")
         if d is None or not d.alive():
             return  # nobody to finish them: they are leftovers (or in the journal)
+        # Only the commits under way now: under steady load incoming/ is
+        # never empty.
+        pending = {n for n in self.spool_files("incoming") if n.endswith(".env")}
         deadline = time.monotonic() + timeout
-        while any(n.endswith(".env") for n in self.spool_files("incoming")):
-            if time.monotonic() > deadline:
-                break
+        while pending and time.monotonic() < deadline:
             time.sleep(0.005)
+            pending &= set(self.spool_files("incoming"))
 
     def spool_ids(self):
         """Ids of committed messages: queue/ID.env exists."""
