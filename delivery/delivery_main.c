@@ -39,6 +39,11 @@ static bool terminating;
  */
 static const char *const delivery_fixed[] = {"server.spool", "server.user", "server.log", NULL};
 
+static void free_unstarted(void *arg)
+{
+    dlv_runner_free(arg);
+}
+
 /* The SMTP client and the runner over c; on failure nothing is left running. */
 static int runner_up(sluice_config *c, config_diag_fn diag, void *diag_arg)
 {
@@ -62,6 +67,11 @@ static int runner_up(sluice_config *c, config_diag_fn diag, void *diag_arg)
     }
     if ((rc = dlv_runner_start(runner)) < 0) {
         log_err("cannot start: %s", strerror(-rc));
+        /* Never started: the stop closes its SMTP client, then it is freed
+         * (a reload that falls back to the old config must not leak it). */
+        dlv_runner *half = runner;
+        runner = NULL;
+        dlv_runner_stop(half, 0, free_unstarted, half);
         return rc;
     }
     return 0;
