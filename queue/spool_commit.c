@@ -154,9 +154,11 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         uint64_t t0 = spool_mono_us();
-        if (broken)
-            m->status = broken; /* logged once, when it broke */
-        else
+        if (broken) {
+            /* Logged once, when it broke; a flushed message's file goes. */
+            m->status = broken;
+            spool_txn_discard(s->fs, &m->txn);
+        } else
             write_msg(s, m);
         uint64_t t1 = spool_mono_us();
 
@@ -391,6 +393,18 @@ static void send_unsent(spool *s)
     }
 }
 
+static void notify_flush(spool *s, char *text, size_t *len);
+
+/* Appends " ID" to the notification being built, sending it first if full. */
+static void notify_add(spool *s, char *text, size_t *len, const char *id)
+{
+    if (*len + 1 + QUEUE_ID_LEN > NOTIFY_MAX)
+        notify_flush(s, text, len);
+    text[(*len)++] = ' ';
+    memcpy(text + *len, id, QUEUE_ID_LEN);
+    *len += QUEUE_ID_LEN;
+}
+
 static void notify_flush(spool *s, char *text, size_t *len)
 {
     /* Older ids first: while some wait for a retry, new ones queue behind. */
@@ -420,13 +434,8 @@ static void on_async(uv_async_t *h)
     while (m) {
         spool_msg *next = m->next;
         /* A journaled message is announced after its checkpoint (below). */
-        if (m->status == 0 && !m->journaled) {
-            if (len + 1 + QUEUE_ID_LEN > sizeof(text))
-                notify_flush(s, text, &len);
-            text[len++] = ' ';
-            memcpy(text + len, m->txn.id, QUEUE_ID_LEN);
-            len += QUEUE_ID_LEN;
-        }
+        if (m->status == 0 && !m->journaled)
+            notify_add(s, text, &len, m->txn.id);
         if (m->commit_cb)
             m->commit_cb(m->commit_arg, m->status);
         spool_msg_free(m);
@@ -434,11 +443,7 @@ static void on_async(uv_async_t *h)
     }
     while (ck) {
         spool_ckpt_item *next = ck->next;
-        if (len + 1 + QUEUE_ID_LEN > sizeof(text))
-            notify_flush(s, text, &len);
-        text[len++] = ' ';
-        memcpy(text + len, ck->txn.id, QUEUE_ID_LEN);
-        len += QUEUE_ID_LEN;
+        notify_add(s, text, &len, ck->txn.id);
         free(ck);
         ck = next;
     }

@@ -206,7 +206,7 @@ static int cmp_id(const void *a, const void *b)
 /* Whether a sluice-smtpd holds the journal's lock (is running on this spool). */
 static bool smtpd_running(spool_fs *fs)
 {
-    int fd = openat(fs->root_fd, "journal", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int fd = openat(fs->root_fd, JOURNAL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return false;
     bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;

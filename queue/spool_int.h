@@ -49,6 +49,7 @@ struct spool_fs {
 #define SPOOL_EXT_MSG ".msg"
 #define SPOOL_EXT_ENV ".env"
 #define SPOOL_EXT_NEW ".env.new"
+#define JOURNAL_NAME "journal" /* sluice-smtpd's write-ahead journal, in the spool root */
 
 void spool_name(char out[SPOOL_NAME_MAX], const char *id, const char *ext);
 

@@ -52,11 +52,13 @@ static uint64_t region_off(const spool_journal *j, int r)
     return JOURNAL_PAGE + (uint64_t)r * j->region_size;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+/* pwrite or pread of all len bytes at off; a short read means the file
+ * changed under us (-EIO). */
+static int pio_all(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-    const uint8_t *p = buf;
+    uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -71,23 +73,9 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO; /* shorter than fstat said: changed under us */
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
+    return pio_all(fd, (void *)buf, len, off, true);
 }
 
 static void *aligned_page_alloc(size_t size)
@@ -401,7 +389,7 @@ int spool_journal_open(spool_fs *fs, spool_journal **out, sbuf *notify, int *res
     j->fd = fd;
     j->wfd = open_direct(fs);
     j->active = -1;
-    if ((rc = pread_all(fd, file, (size_t)st.st_size, 0)) != 0) {
+    if ((rc = pio_all(fd, file, (size_t)st.st_size, 0, false)) != 0) {
         log_err("spool: cannot read %s/%s: %s", root, JOURNAL_NAME, strerror(-rc));
         goto fail;
     }

@@ -26,7 +26,6 @@
 
 #include "spool_int.h"
 
-#define JOURNAL_NAME "journal"
 #define JOURNAL_REGION_SIZE (4u << 20) /* two of them: 8 MiB + 4 KiB on disk */
 /* Largest record the committer journals (envelope + message + header);
  * bigger messages take the file commit alone. Files up to this size are
