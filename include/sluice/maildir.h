@@ -2,9 +2,11 @@
  * maildir.h - delivery of one message into a Maildir (cr.yp.to/proto/maildir.html).
  *
  * BLOCKING by design (mkdir, write, fsync, link): call these from libuv's
- * thread pool (uv_queue_work), never on the loop thread. They keep no state
- * and are safe to run in parallel, also for the same Maildir and the same
- * message fd (the message is read with pread).
+ * thread pool (uv_queue_work), never on the loop thread. They are safe to
+ * run in parallel, also for the same Maildir and the same message fd (the
+ * message is read with pread); their one shared state is the group commit
+ * of new/'s fsync (sync_group.h): deliveries into one Maildir that finish
+ * together share one flush of its new/.
  *
  * A delivery: <dir>/tmp/NAME is created with O_CREAT|O_EXCL (0600), the
  * Return-Path and Delivered-To lines are written, then the message is
