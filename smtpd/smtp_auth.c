@@ -26,6 +26,7 @@
 #include "sluice/smtp_auth.h"
 
 #include "sluice/log.h"
+#include "smtp_auth_text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -252,20 +253,6 @@ static void mtx_free(void *m)
 
 /* ---- mechanism lists ---- */
 
-/* Whether the space-separated list holds name (exact, upper case). */
-static bool list_has(const char *list, const char *name, size_t n)
-{
-    const char *p = list;
-    while (p && *p) {
-        const char *e = strchr(p, ' ');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && memcmp(p, name, n) == 0)
-            return true;
-        p = e ? e + 1 : NULL;
-    }
-    return false;
-}
-
 /* Copies cfg's list, upper case, single spaces; NULL when out of memory. */
 static char *normalize_mechs(const char *s)
 {
@@ -337,7 +324,7 @@ static int compute_mechs(const sluice_config *cfg)
     while (*p) {
         const char *e = strchr(p, ' ');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (list_has(avail, p, l)) {
+        if (auth_list_has(avail, p, l)) {
             if (o > 0)
                 g.mechs[o++] = ' ';
             memcpy(g.mechs + o, p, l);
@@ -647,7 +634,7 @@ int smtp_auth_start(smtp_auth *a, const char *mech, const char *initial_response
     a->started = true;
 
     /* Only what EHLO advertised: never EXTERNAL or anything Cyrus adds. */
-    if (!smtp_auth_mech_name(mech, strlen(mech), up) || !list_has(g.mechs, up, strlen(up))) {
+    if (!smtp_auth_mech_name(mech, strlen(mech), up) || !auth_list_has(g.mechs, up, strlen(up))) {
         set_status(a, res, SMTP_AUTH_NO_MECH);
         return 0;
     }

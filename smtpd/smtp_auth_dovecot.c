@@ -42,6 +42,7 @@
 #include "sluice/smtp_auth_dovecot.h"
 
 #include "sluice/log.h"
+#include "smtp_auth_text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,190 +98,6 @@ static struct {
     char *mech_list; /* configured, upper case, one space apart */
     char *mechs;     /* those announced in EHLO */
 } g;
-
-/* ---- small pure helpers ---- */
-
-/* Whether the space-separated list holds name (exact). */
-static bool list_has(const char *list, const char *name, size_t n)
-{
-    const char *p = list;
-    while (p && *p) {
-        const char *e = strchr(p, ' ');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && memcmp(p, name, n) == 0)
-            return true;
-        p = e ? e + 1 : NULL;
-    }
-    return false;
-}
-
-/*
- * The configured list, upper case, one space apart, without mechanisms that
- * are never offered and without duplicates. NULL when out of memory.
- */
-static char *normalize_mechs(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    char *out = malloc(n + 1);
-    size_t o = 0;
-    if (!out)
-        return NULL;
-    out[0] = '\0';
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ','))
-            i++;
-        size_t b = i;
-        while (i < n && !(s[i] == ' ' || s[i] == '\t' || s[i] == ','))
-            i++;
-        if (i == b)
-            break;
-        char up[SMTP_AUTH_MECH_MAX + 1];
-        if (!smtp_auth_mech_name(s + b, i - b, up)) {
-            log_warn("auth: '%.*s' in auth_mechanisms is not a SASL mechanism name", (int)(i - b),
-                     s + b);
-            continue;
-        }
-        if (strcmp(up, "ANONYMOUS") == 0 || strcmp(up, "EXTERNAL") == 0) {
-            log_warn("auth: %s in auth_mechanisms is never offered", up);
-            continue;
-        }
-        if (list_has(out, up, strlen(up)))
-            continue;
-        if (o > 0)
-            out[o++] = ' ';
-        memcpy(out + o, up, strlen(up) + 1);
-        o += strlen(up);
-    }
-    return out;
-}
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/*
- * Strict base64 (RFC 4648 section 4, padded, no blanks). With out non-NULL
- * the data is decoded there (room for len / 4 * 3 bytes). Returns the
- * decoded length, or -1 when s is not base64.
- */
-static long b64_decode(const char *s, size_t len, unsigned char *out)
-{
-    if (len % 4 != 0)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)s[i + k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad > 0) /* data after '=' */
-                return -1;
-            v[k] = b64val(c);
-            if (v[k] < 0)
-                return -1;
-        }
-        unsigned bits =
-            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
-        /* the bits a padded quantum leaves over must be zero (canonical) */
-        if ((pad == 1 && (v[2] & 0x3)) || (pad == 2 && (v[1] & 0xf)))
-            return -1;
-        unsigned char b[3] = {(unsigned char)(bits >> 16), (unsigned char)(bits >> 8),
-                              (unsigned char)bits};
-        if (out)
-            memcpy(out + o, b, (size_t)(3 - pad));
-        o += (size_t)(3 - pad);
-    }
-    return (long)o;
-}
-
-/* Splits "IP;PORT" into its parts; false when it is not that. */
-static bool split_ipport(const char *s, char *ip, size_t ipsize, char *port, size_t portsize)
-{
-    const char *semi = strrchr(s, ';');
-    unsigned char bin[sizeof(struct in6_addr)];
-    if (!semi || semi == s || (size_t)(semi - s) >= ipsize)
-        return false;
-    size_t nd = strlen(semi + 1);
-    if (nd == 0 || nd >= portsize || nd > 5 || strspn(semi + 1, "0123456789") != nd ||
-        atoi(semi + 1) > 65535)
-        return false;
-    memcpy(ip, s, (size_t)(semi - s));
-    ip[semi - s] = '\0';
-    memcpy(port, semi + 1, nd + 1);
-    return inet_pton(AF_INET, ip, bin) == 1 || inet_pton(AF_INET6, ip, bin) == 1;
-}
-
-/*
- * Undoes Dovecot's tab-escaping (\001 then 0, 1, t, r, n or l) in place.
- * Returns the new length.
- */
-static size_t tab_unescape(char *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\001' && i + 1 < n) {
-            char e = s[++i];
-            c = e == '0'                 ? '\0'
-                : e == '1'               ? '\001'
-                : e == 't'               ? '\t'
-                : e == 'r'               ? '\r'
-                : (e == 'n' || e == 'l') ? '\n'
-                                         : e;
-        }
-        s[o++] = c;
-    }
-    return o;
-}
-
-/*
- * Vets a login for the envelope, the logs and AUTH= (as the Cyrus backend's
- * canonicalization does) and copies it with its domain lower-cased. A login
- * without '@' (a system user in Dovecot's passdb) is kept as it is.
- */
-static bool copy_identity(char *dst, const char *src, size_t n)
-{
-    size_t at = n;
-    if (n == 0 || n > SMTP_AUTH_USER_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c <= 0x20 || c == 0x7f)
-            return false;
-        if (c == '@') {
-            if (at != n)
-                return false;
-            at = i;
-        }
-    }
-    if (at != n && (at == 0 || at + 1 == n))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = src[i];
-        if (i > at && c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        dst[i] = c;
-    }
-    dst[n] = '\0';
-    return true;
-}
 
 /* ---- socket I/O with one deadline per reply ---- */
 
@@ -503,7 +320,7 @@ int smtp_auth_dovecot_init(const char *socket_path, const char *mechanisms)
     if (!socket_path || !socket_path[0] || strlen(socket_path) >= sizeof(g.socket))
         return -EINVAL;
     memcpy(g.socket, socket_path, strlen(socket_path) + 1);
-    g.mech_list = normalize_mechs(mechanisms);
+    g.mech_list = auth_mechs_normalize(mechanisms);
     if (!g.mech_list) {
         reset_globals();
         return -ENOMEM;
@@ -539,7 +356,7 @@ int smtp_auth_dovecot_init(const char *socket_path, const char *mechanisms)
             while (*p) {
                 const char *e = strchr(p, ' ');
                 size_t l = e ? (size_t)(e - p) : strlen(p);
-                if (list_has(probe->server_mechs, p, l)) {
+                if (auth_list_has(probe->server_mechs, p, l)) {
                     if (o > 0)
                         g.mechs[o++] = ' ';
                     memcpy(g.mechs + o, p, l);
@@ -593,9 +410,9 @@ int smtp_auth_dovecot_new(const char *fqdn, const char *user_realm, const char *
         return -ENOMEM;
     a->fd = -1;
     if ((local_ipport && local_ipport[0] &&
-         !split_ipport(local_ipport, a->lip, sizeof(a->lip), a->lport, sizeof(a->lport))) ||
+         !auth_split_ipport(local_ipport, a->lip, sizeof(a->lip), a->lport, sizeof(a->lport))) ||
         (remote_ipport && remote_ipport[0] &&
-         !split_ipport(remote_ipport, a->rip, sizeof(a->rip), a->rport, sizeof(a->rport)))) {
+         !auth_split_ipport(remote_ipport, a->rip, sizeof(a->rip), a->rport, sizeof(a->rport)))) {
         free(a);
         return -EINVAL;
     }
@@ -655,7 +472,7 @@ static void read_reply(smtp_auth_dovecot *a, smtp_auth_result *res)
     if (strcmp(cmd, "CONT") == 0) {
         const char *data = p ? p : "";
         size_t l = strlen(data);
-        if (l > SMTP_AUTH_LINE_MAX || b64_decode(data, l, NULL) < 0) {
+        if (l > SMTP_AUTH_LINE_MAX || auth_b64_decode(data, l, NULL) < 0) {
             log_err("auth: dovecot auth socket %s: challenge is not base64 or too long", g.socket);
             set_status(a, res, SMTP_AUTH_TEMP);
             return;
@@ -674,7 +491,7 @@ static void read_reply(smtp_auth_dovecot *a, smtp_auth_result *res)
     char *f;
     while ((f = next_field(&p)) != NULL) {
         if (strncmp(f, "user=", 5) == 0) {
-            userlen = tab_unescape(f + 5, strlen(f + 5));
+            userlen = dovecot_tab_unescape(f + 5, strlen(f + 5));
             user = f + 5;
         } else if (strncmp(f, "resp=", 5) == 0) {
             resp = f + 5;
@@ -704,7 +521,7 @@ static void read_reply(smtp_auth_dovecot *a, smtp_auth_result *res)
 
     /* OK */
     char login[SMTP_AUTH_USER_MAX + 1];
-    if (!user || !copy_identity(login, user, userlen)) {
+    if (!user || !auth_copy_identity(login, user, userlen)) {
         log_err("auth: Dovecot accepted a login Sluice cannot use (%s)",
                 user ? "a space, control character or two '@' in it, or too long" : "no user=");
         set_status(a, res, user ? SMTP_AUTH_FAIL : SMTP_AUTH_TEMP);
@@ -717,7 +534,7 @@ static void read_reply(smtp_auth_dovecot *a, smtp_auth_result *res)
          * the 235 reply, so it goes out as one more 334 (RFC 4954 section 4).
          */
         size_t l = strlen(resp);
-        if (l > SMTP_AUTH_LINE_MAX || b64_decode(resp, l, NULL) < 0) {
+        if (l > SMTP_AUTH_LINE_MAX || auth_b64_decode(resp, l, NULL) < 0) {
             log_err("auth: dovecot auth socket %s: success data is not base64", g.socket);
             set_status(a, res, SMTP_AUTH_TEMP);
             return;
@@ -744,7 +561,7 @@ static enum smtp_auth_status check_client_data(smtp_auth_dovecot *a, const char 
 {
     if (len > SMTP_AUTH_LINE_MAX)
         return SMTP_AUTH_TOO_LONG;
-    long n = b64_decode(s, len, plain ? a->dec : NULL);
+    long n = auth_b64_decode(s, len, plain ? a->dec : NULL);
     if (n < 0)
         return SMTP_AUTH_BAD_BASE64;
     if (plain) {
@@ -773,7 +590,7 @@ int smtp_auth_dovecot_start(smtp_auth_dovecot *a, const char *mech, const char *
     }
     a->phase = DV_CONT;
 
-    if (!smtp_auth_mech_name(mech, strlen(mech), up) || !list_has(g.mechs, up, strlen(up))) {
+    if (!smtp_auth_mech_name(mech, strlen(mech), up) || !auth_list_has(g.mechs, up, strlen(up))) {
         set_status(a, res, SMTP_AUTH_NO_MECH);
         return 0;
     }
@@ -793,7 +610,7 @@ int smtp_auth_dovecot_start(smtp_auth_dovecot *a, const char *mech, const char *
         set_status(a, res, SMTP_AUTH_TEMP);
         return 0;
     }
-    if (!list_has(a->server_mechs, up, strlen(up))) {
+    if (!auth_list_has(a->server_mechs, up, strlen(up))) {
         log_warn("auth: Dovecot does not offer %s (its mechanisms now: %s)", up,
                  a->server_mechs[0] ? a->server_mechs : "none");
         set_status(a, res, SMTP_AUTH_NO_MECH);

@@ -30,6 +30,7 @@ typedef struct shared {
     atomic_ulong synced_upto; /* highest change a finished sync covers */
     atomic_int fail_next;     /* the next sync returns this (then 0) */
     uint64_t wait_calls;      /* a sync waits until this many calls were made */
+    int wait_inside;          /* and until this many syncs ran at once (a latch) */
     atomic_int inside;        /* syncs running right now */
     atomic_int max_inside;    /* the most that ever ran at once */
 } shared;
@@ -51,7 +52,7 @@ static int fake_sync(void *arg)
     int now = atomic_fetch_add(&sh->inside, 1) + 1, max = atomic_load(&sh->max_inside);
     while (max < now && !atomic_compare_exchange_weak(&sh->max_inside, &max, now))
         ;
-    while (calls_of(sh) < sh->wait_calls)
+    while (calls_of(sh) < sh->wait_calls || atomic_load(&sh->max_inside) < sh->wait_inside)
         sched_yield();
     int rc = atomic_exchange(&sh->fail_next, 0);
     unsigned long cur = atomic_load(&sh->synced_upto);
@@ -188,6 +189,7 @@ static void test_full_table_syncs_alone(void **state)
 
     setup_shared(&sh);
     sh.wait_calls = N;
+    sh.wait_inside = N; /* hangs (and the test times out) unless all run at once */
     for (int i = 0; i < N; i++) {
         c[i] = (caller){.sh = &sh, .ino = 100 + (uint64_t)i};
         assert_int_equal(pthread_create(&t[i], NULL, stuck_caller_main, &c[i]), 0);
@@ -199,6 +201,7 @@ static void test_full_table_syncs_alone(void **state)
     for (int i = 0; i < N; i++)
         assert_int_equal(c[i].rc, 0);
     /* Every slot is free again: a new object gets one. */
+    sh.wait_inside = 0;
     caller_main(&c[0]);
     assert_int_equal(c[0].rc, 0);
     for (int i = 0; i < SYNC_GROUP_SLOTS; i++)
