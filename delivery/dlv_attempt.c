@@ -216,8 +216,12 @@ static int build_tasks(dlv_msg *m, int64_t now_s)
             t->maildir = m->res[i].maildir;
             m->res[i].maildir = NULL;
             snprintf(t->key, sizeof(t->key), "%s_%zu", m->id, i);
-            if (!(t->dest = strdup("local")))
+            /* Each mailbox is a destination of its own, as each recipient is for
+             * Postfix's local(8): one busy mailbox cannot hold every local slot. */
+            if (asprintf(&t->dest, "local:%s", t->maildir) < 0) {
+                t->dest = NULL;
                 return -ENOMEM;
+            }
             continue;
         }
         const char *domain = dlv_addr_domain(e->rcpts[i].addr);
