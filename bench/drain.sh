@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/drain.sh [BINDIR] - how fast sluice-delivery alone empties a spool.
+#
+# sluice-smtpd takes N messages of 1 KiB (smtp-source, 5 x 10 sessions, one
+# Maildir per sender process) while the runner is stopped; then
+# sluice-delivery starts and the time until the N-th file is in new/ is
+# taken. Prints msgs/s and the runner's CPU. Needs root (a private mount
+# namespace whose resolv.conf names 127.0.0.1, so no lookup leaves the
+# machine) and smtp-source (package postfix). N=5000 by default; WORK
+# (default /var/tmp/sluice-drain) holds the spool and Maildirs, on the disk
+# being measured. Asserts nothing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=$(cd "${1:-$root/build-bench/bin}" && pwd)
+n=${N:-5000}
+work=${WORK:-/var/tmp/sluice-drain}
+port=${PORT:-2599}
+
+if [ -z "${SLUICE_DRAIN_NS:-}" ]; then
+    export SLUICE_DRAIN_NS=1
+    exec unshare -m --propagation private "$0" "$@"
+fi
+command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+printf 'nameserver 127.0.0.1\n' >resolv.conf
+mount --bind resolv.conf /etc/resolv.conf
+: >aliases
+for u in u1 u2 u3 u4 u5; do
+    mkdir -p "mail/$u/new" "mail/$u/cur" "mail/$u/tmp"
+    echo "$u@bench.test $work/mail/$u" >>mailboxes
+done
+cat >sluice.conf <<EOF
+[server]
+hostname = mx.bench.test
+spool = spool
+log = stderr
+[smtpd]
+listen = 127.0.0.1:$port mx
+trusted_networks = 127.0.0.0/8
+spf = off
+[domains]
+local = bench.test
+mailboxes = mailboxes
+aliases = aliases
+[delivery]
+dns_servers = 127.0.0.1:9
+EOF
+
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+"$bin/sluice-smtpd" -c sluice.conf 2>smtpd.log &
+pids+=($!)
+for _ in $(seq 50); do
+    [ -S spool/run/submit.sock ] && break
+    sleep 0.1
+done
+loads=()
+for u in u1 u2 u3 u4 u5; do
+    smtp-source -s 10 -m $((n / 5)) -l 864 -f a@client.test -t "$u@bench.test" \
+        -M client.test -d "127.0.0.1:$port" &
+    loads+=($!)
+done
+wait "${loads[@]}"
+sleep 1 # the journal's checkpoint: the messages are in queue/
+
+t0=$(date +%s.%N)
+"$bin/sluice-delivery" -c sluice.conf 2>delivery.log &
+dp=$!
+pids+=("$dp")
+want=$(((n / 5) * 5))
+while [ "$(find mail/*/new -type f | wc -l)" -lt "$want" ]; do
+    kill -0 "$dp" 2>/dev/null || {
+        echo "sluice-delivery stopped; see $work/delivery.log" >&2
+        exit 1
+    }
+    sleep 0.05
+done
+t1=$(date +%s.%N)
+read -r ut st < <(awk '{print $14, $15}' "/proc/$dp/stat")
+hz=$(getconf CLK_TCK)
+awk -v n="$want" -v a="$t0" -v b="$t1" -v u="$ut" -v s="$st" -v hz="$hz" 'BEGIN {
+    printf "drained %d messages in %.2f s: %.0f msgs/s; sluice-delivery CPU %.2f s user + %.2f s sys\n",
+           n, b - a, n / (b - a), u / hz, s / hz }'
