@@ -50,7 +50,6 @@ static sync_group_slot *slot_for(sync_group *g, uint64_t dev, uint64_t ino)
         /* A fresh history: numbers of an earlier object must not count. */
         free_slot->dev = dev;
         free_slot->ino = ino;
-        free_slot->busy = false;
         free_slot->started = free_slot->done = free_slot->fail_gen = 0;
         free_slot->fail_rc = 0;
     }
@@ -75,17 +74,15 @@ int sync_group_run(sync_group *g, uint64_t dev, uint64_t ino, sync_group_fn fn, 
     /* A sync running now may have started before our change: wait for the next. */
     target = s->started + 1;
     while (s->done < target) {
-        if (s->busy) {
+        if (s->started > s->done) { /* a sync is running */
             pthread_cond_wait(&s->cv, &g->mu);
             continue;
         }
         uint64_t gen = ++s->started;
-        s->busy = true;
         g->runs++;
         pthread_mutex_unlock(&g->mu);
         int r = fn(arg);
         pthread_mutex_lock(&g->mu);
-        s->busy = false;
         s->done = gen;
         if (r < 0) {
             s->fail_gen = gen;

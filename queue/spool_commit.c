@@ -393,7 +393,14 @@ static void send_unsent(spool *s)
     }
 }
 
-static void notify_flush(spool *s, char *text, size_t *len);
+static void notify_flush(spool *s, char *text, size_t *len)
+{
+    /* Older ids first: while some wait for a retry, new ones queue behind. */
+    if (*len > 3 && (s->unsent.len || notify_send(s, text, *len) != 0))
+        keep_unsent(s, text + 3, *len - 3);
+    memcpy(text, "new", 3);
+    *len = 3;
+}
 
 /* Appends " ID" to the notification being built, sending it first if full. */
 static void notify_add(spool *s, char *text, size_t *len, const char *id)
@@ -403,15 +410,6 @@ static void notify_add(spool *s, char *text, size_t *len, const char *id)
     text[(*len)++] = ' ';
     memcpy(text + *len, id, QUEUE_ID_LEN);
     *len += QUEUE_ID_LEN;
-}
-
-static void notify_flush(spool *s, char *text, size_t *len)
-{
-    /* Older ids first: while some wait for a retry, new ones queue behind. */
-    if (*len > 3 && (s->unsent.len || notify_send(s, text, *len) != 0))
-        keep_unsent(s, text + 3, *len - 3);
-    memcpy(text, "new", 3);
-    *len = 3;
 }
 
 static void on_async(uv_async_t *h)

@@ -174,38 +174,17 @@ static int canon_cb(sasl_conn_t *conn, void *ctx, const char *in, unsigned inlen
     (void)ctx;
     (void)flags;
     (void)user_realm;
-    size_t at = inlen;
+    const char *why;
 
-    if (inlen == 0 || inlen > SMTP_AUTH_USER_MAX || inlen >= out_max) {
-        sasl_seterror(conn, SASL_NOLOG, "identity empty or too long");
+    /* Identities end up in envelope lines, logs and AUTH= parameters. */
+    if (inlen >= out_max)
+        why = "identity empty or too long";
+    else
+        why = auth_identity_take(out, in, inlen);
+    if (why) {
+        sasl_seterror(conn, SASL_NOLOG, "%s", why);
         return SASL_BADAUTH;
     }
-    for (unsigned i = 0; i < inlen; i++) {
-        unsigned char c = (unsigned char)in[i];
-        /* Identities end up in envelope lines, logs and AUTH= parameters. */
-        if (c <= 0x20 || c == 0x7f) {
-            sasl_seterror(conn, SASL_NOLOG, "identity holds a control character or space");
-            return SASL_BADAUTH;
-        }
-        if (c == '@') {
-            if (at != inlen) {
-                sasl_seterror(conn, SASL_NOLOG, "identity holds two '@'");
-                return SASL_BADAUTH;
-            }
-            at = i;
-        }
-    }
-    if (at == 0 || at + 1 == inlen) {
-        sasl_seterror(conn, SASL_NOLOG, "identity with an empty local part or domain");
-        return SASL_BADAUTH;
-    }
-    for (unsigned i = 0; i < inlen; i++) {
-        char c = in[i];
-        if (i > at && c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        out[i] = c;
-    }
-    out[inlen] = '\0';
     *out_len = inlen;
     return SASL_OK;
 }

@@ -163,27 +163,27 @@ size_t dovecot_tab_unescape(char *s, size_t n)
 }
 
 /*
- * Vets a login for the envelope, the logs and AUTH= (as the Cyrus backend's
- * canonicalization does) and copies it with its domain lower-cased. A login
- * without '@' (a system user in Dovecot's passdb) is kept as it is.
+ * Vets a login for the envelope, the logs and AUTH= and copies it with its
+ * domain lower-cased. A login without '@' (a system user in Dovecot's
+ * passdb) is kept as it is. NULL, or why it was refused.
  */
-bool auth_copy_identity(char *dst, const char *src, size_t n)
+const char *auth_identity_take(char *dst, const char *src, size_t n)
 {
     size_t at = n;
     if (n == 0 || n > SMTP_AUTH_USER_MAX)
-        return false;
+        return "identity empty or too long";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)src[i];
         if (c <= 0x20 || c == 0x7f)
-            return false;
+            return "identity holds a control character or space";
         if (c == '@') {
             if (at != n)
-                return false;
+                return "identity holds two '@'";
             at = i;
         }
     }
     if (at != n && (at == 0 || at + 1 == n))
-        return false;
+        return "identity with an empty local part or domain";
     for (size_t i = 0; i < n; i++) {
         char c = src[i];
         if (i > at && c >= 'A' && c <= 'Z')
@@ -191,5 +191,10 @@ bool auth_copy_identity(char *dst, const char *src, size_t n)
         dst[i] = c;
     }
     dst[n] = '\0';
-    return true;
+    return NULL;
+}
+
+bool auth_copy_identity(char *dst, const char *src, size_t n)
+{
+    return auth_identity_take(dst, src, n) == NULL;
 }

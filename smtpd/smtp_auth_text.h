@@ -33,9 +33,13 @@ size_t dovecot_tab_unescape(char *s, size_t n);
 
 /*
  * Vets a login of n bytes (no controls or blanks, at most one '@', not at
- * either end; at most SMTP_AUTH_USER_MAX) and copies it to dst with its
- * domain lower-cased. False when it is refused.
+ * either end; at most SMTP_AUTH_USER_MAX) and copies it to dst (n + 1
+ * bytes) with its domain lower-cased. NULL, or why it was refused (for the
+ * Cyrus backend's error; nothing is copied then).
  */
+const char *auth_identity_take(char *dst, const char *src, size_t n);
+
+/* auth_identity_take() as a yes/no. */
 bool auth_copy_identity(char *dst, const char *src, size_t n);
 
 #endif

@@ -25,7 +25,6 @@
 #define SLUICE_SYNC_GROUP_H
 
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdint.h>
 
 #define SYNC_GROUP_SLOTS 64
@@ -33,8 +32,7 @@
 typedef struct sync_group_slot {
     uint64_t dev, ino;
     unsigned users;    /* callers inside sync_group_run for this object; 0 = slot free */
-    bool busy;         /* a sync of it is running */
-    uint64_t started;  /* syncs started, numbered from 1 */
+    uint64_t started;  /* syncs started, numbered from 1; one runs while started > done */
     uint64_t done;     /* highest sync number that returned */
     uint64_t fail_gen; /* highest sync number that failed, 0 = none */
     int fail_rc;
