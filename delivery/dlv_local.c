@@ -244,7 +244,8 @@ void dlv_local_error_reply(int err, char *reply, size_t replysz, char status[8])
 }
 
 int dlv_local_deliver(const char *maildir, const char *key, const char *hostname,
-                      const char *sender, const char *rcpt, int fd, bool check_dup, bool *dup)
+                      const char *sender, const char *rcpt, int fd, bool check_dup, bool defer_sync,
+                      bool *dup)
 {
     *dup = false;
     int rc = check_dup ? maildir_find_delivered(maildir, key, NULL, 0) : 0;
@@ -261,6 +262,7 @@ int dlv_local_deliver(const char *maildir, const char *key, const char *hostname
         .return_path = sender,
         .delivered_to = rcpt,
         .fd = fd,
+        .defer_sync = defer_sync,
     };
     return maildir_deliver(&d, NULL, 0);
 }

@@ -4,7 +4,12 @@
  *   prepare (pool)   lock, load, expand, decide what to deliver (dlv_attempt.c)
  *   deliver (loop)   each delivery waits for a slot (dlv_slots), then runs:
  *                    a Maildir write on the pool, or a remote request
- *   finish (pool)    record outcomes, DSNs, removal, unlock (dlv_attempt.c)
+ *   finish (pool)    record outcomes, DSNs, removal, unlock (dlv_record.c)
+ *
+ * A message whose deliveries are all local and find their slots free at
+ * once is delivered in prepare's pool job (deliver_inline). A Maildir write
+ * counts only after its new/ is synced: such messages go through the
+ * confirm queue (dlv_confirm.c), which syncs for many and then finishes.
  *
  * The per-message lock is held from prepare to finish, so the CLI never
  * sees a half-recorded attempt. The envelope in the dlv_msg is only
@@ -90,7 +95,7 @@ static void msg_free(dlv_msg *m)
     free(m);
 }
 
-static void msg_end(dlv_msg *m)
+void dlv_msg_end(dlv_msg *m)
 {
     dlv_runner *r = m->r;
     int64_t now = dlv_now_ms();
@@ -113,18 +118,22 @@ static void finish_work(uv_work_t *w)
 static void finish_done(uv_work_t *w, int status)
 {
     (void)status; /* never cancelled: we do not call uv_cancel */
-    msg_end(w->data);
+    dlv_msg_end(w->data);
 }
 
 static void msg_finish(dlv_msg *m)
 {
+    if (dlv_confirm_needed(m)) {
+        dlv_confirm_add(m); /* finish follows the sync of new/ */
+        return;
+    }
     int rc = uv_queue_work(m->r->loop, &m->work, finish_work, finish_done);
     if (rc) {
         /* Cannot happen with a valid loop; keep the lock's promise anyway. */
         log_err("%s: %s", m->id, uv_strerror(rc));
         spool_fs_unlock(m->lockfd);
         m->next_ms = dlv_now_ms() + RETRY_ERROR_MS;
-        msg_end(m);
+        dlv_msg_end(m);
     }
 }
 
@@ -139,23 +148,27 @@ void dlv_task_end(dlv_task *t)
         msg_finish(m);
 }
 
-static void local_work(uv_work_t *w)
+/* The Maildir write of one local task (on the pool). */
+static void local_deliver(dlv_task *t)
 {
-    dlv_task *t = w->data;
     dlv_msg *m = t->msg;
     const envelope *e = &m->e;
     bool fresh = e->arrival_us > m->r->start_us && e->rcpts[t->rcpt].attempts == 0 &&
                  !atomic_load(&m->r->store_failed);
     t->rc = dlv_local_deliver(t->maildir, t->key, m->r->cfg->hostname, e->sender,
-                              e->rcpts[t->rcpt].addr, m->lockfd, !fresh, &t->dup);
+                              e->rcpts[t->rcpt].addr, m->lockfd, !fresh, true, &t->dup);
+    /* A copy found from before a restart is synced too: its first sync may
+     * be the one that failed. */
+    t->wrote = t->rc == 0;
 }
 
-static void local_done(uv_work_t *w, int status)
+/* Its outcome, in its recipient's own result (either thread: no two tasks
+ * share a recipient, and a task's result is written by one thread at a
+ * time: its delivery, then the confirm job). */
+void dlv_local_record(dlv_task *t, int rc)
 {
-    dlv_task *t = w->data;
     dlv_msg *m = t->msg;
     dlv_result *res = &m->res[t->rcpt];
-    int rc = status ? status : t->rc;
     int set;
     if (rc == 0) {
         set =
@@ -171,6 +184,17 @@ static void local_done(uv_work_t *w, int status)
     }
     if (set)
         res->tried = false; /* out of memory: left as it was, retried later */
+}
+
+static void local_work(uv_work_t *w)
+{
+    local_deliver(w->data);
+}
+
+static void local_done(uv_work_t *w, int status)
+{
+    dlv_task *t = w->data;
+    dlv_local_record(t, status ? status : t->rc);
     dlv_task_end(t);
 }
 
@@ -200,9 +224,38 @@ void dlv_msg_cancel_waiting(dlv_runner *r)
 
 /* ---- starting ---- */
 
+/*
+ * On the pool, right after prepare: each local delivery whose slot is free
+ * now runs here (and, when nothing needs a sync of new/, finish too). Each
+ * trip through the pool costs wake-ups of a pool thread and of the loop.
+ * Deliveries that must wait for a slot, and remote ones, take the loop's
+ * way (prepare_done).
+ */
+static void deliver_inline(dlv_msg *m)
+{
+    size_t ran = 0;
+    for (size_t i = 0; i < m->ntasks; i++) {
+        dlv_task *t = &m->tasks[i];
+        if (!t->local || !dlv_slots_try_take(&m->r->slots, t->dest))
+            continue;
+        t->msg = m;
+        t->started = t->inline_ran = true;
+        local_deliver(t);
+        dlv_local_record(t, t->rc);
+        ran++;
+    }
+    if (ran > 0 && ran == m->ntasks && !dlv_confirm_needed(m)) {
+        dlv_attempt_finish(m);
+        m->finished = true;
+    }
+}
+
 static void prepare_work(uv_work_t *w)
 {
-    dlv_attempt_prepare(w->data);
+    dlv_msg *m = w->data;
+    dlv_attempt_prepare(m);
+    if (m->prep == DLV_PREP_GO)
+        deliver_inline(m);
 }
 
 static void prepare_done(uv_work_t *w, int status)
@@ -211,16 +264,28 @@ static void prepare_done(uv_work_t *w, int status)
     dlv_runner *r = m->r;
     (void)status;
     if (m->prep != DLV_PREP_GO) {
-        msg_end(m); /* prepare unlocked and chose next_ms */
+        dlv_msg_end(m); /* prepare unlocked and chose next_ms */
         return;
     }
-    if (m->ntasks == 0 || r->stopping) {
+    size_t waiting = m->ntasks;
+    for (size_t i = 0; i < m->ntasks; i++)
+        if (m->tasks[i].inline_ran) {
+            dlv_slots_release(&r->slots, m->tasks[i].dest);
+            waiting--;
+        }
+    if (m->finished) {
+        dlv_msg_end(m); /* finish ran on the pool too */
+        return;
+    }
+    if (waiting == 0 || r->stopping) {
         msg_finish(m);
         return;
     }
-    m->left = m->ntasks;
+    m->left = waiting;
     for (size_t i = 0; i < m->ntasks; i++) {
         dlv_task *t = &m->tasks[i];
+        if (t->inline_ran)
+            continue;
         t->msg = m;
         t->slot.dest = t->dest;
         t->slot.run = task_run;
@@ -251,6 +316,6 @@ void dlv_msg_start(dlv_runner *r, const char *id, unsigned flags)
     if (rc) {
         log_err("%s: %s", id, uv_strerror(rc));
         m->next_ms = dlv_now_ms() + RETRY_ERROR_MS;
-        msg_end(m);
+        dlv_msg_end(m);
     }
 }

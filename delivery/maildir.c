@@ -4,13 +4,11 @@
  * fsyncs it lacks). Blocking: runs on the thread pool. See maildir.h.
  */
 #include "sluice/maildir.h"
-#include "sluice/sync_group.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,38 +229,25 @@ static int open_maildir(const char *dir)
     return dfd;
 }
 
-static int fsync_fd(void *arg)
-{
-    return fsync(*(int *)arg) < 0 ? -errno : 0;
-}
-
-/*
- * Threads delivering into the same Maildir share the fsync of its new/
- * (sync_group.h): each link is covered by a sync that started after it.
- */
-static sync_group dir_syncs;
-static pthread_once_t dir_syncs_once = PTHREAD_ONCE_INIT;
-static bool dir_syncs_ok;
-
-static void dir_syncs_init(void)
-{
-    dir_syncs_ok = sync_group_init(&dir_syncs) == 0;
-}
-
 static int sync_dir(int dfd, const char *sub)
 {
     int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    struct stat st;
-    int rc;
-
     if (fd < 0)
         return -errno;
-    pthread_once(&dir_syncs_once, dir_syncs_init);
-    if (dir_syncs_ok && fstat(fd, &st) == 0)
-        rc = sync_group_run(&dir_syncs, (uint64_t)st.st_dev, (uint64_t)st.st_ino, fsync_fd, &fd);
-    else
-        rc = fsync_fd(&fd);
+    int rc = fsync(fd) < 0 ? -errno : 0;
     close(fd);
+    return rc;
+}
+
+int maildir_sync_new(const char *dir)
+{
+    if (dir == NULL || dir[0] == '\0')
+        return -EINVAL;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    int rc = sync_dir(dfd, "new");
+    close(dfd);
     return rc;
 }
 
@@ -394,7 +379,7 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
         return rc;
     }
     /* Now the name: after this the delivery survives a power cut. */
-    rc = sync_dir(dfd, "new");
+    rc = d->defer_sync ? 0 : sync_dir(dfd, "new");
     close(dfd);
     if (rc < 0)
         return rc; /* the file stays in new/; see maildir.h */

@@ -57,6 +57,8 @@ int dlv_notify_parse(const char *text, size_t len,
 
 /* ---- the runner (dlv_runner.c) ---- */
 
+typedef struct dlv_msg dlv_msg;
+
 struct dlv_runner {
     uv_loop_t *loop;
     /*
@@ -82,7 +84,11 @@ struct dlv_runner {
     unsigned handles_open;
 
     size_t inflight, max_inflight; /* messages in an attempt */
-    unsigned jobs;                 /* scans and map reloads on the pool */
+    /* Messages whose Maildir files wait for their new/ sync (dlv_confirm.c). */
+    dlv_msg *confirm_head, **confirm_tail;
+    dlv_msg *confirm_batch; /* being synced and finished on the pool */
+    uv_work_t confirm_work;
+    unsigned jobs; /* scans and map reloads on the pool */
     bool scanning, scan_again;
     bool scanned; /* the start's scan is done: later ones skip young smtpd ids */
     bool reloading;
@@ -121,14 +127,14 @@ typedef struct dlv_result {
     char *maildir; /* prepare: a local recipient's Maildir, until its task takes it */
 } dlv_result;
 
-typedef struct dlv_msg dlv_msg;
-
 typedef struct dlv_task {
     dlv_slot_req slot;
     dlv_msg *msg;
     bool local;
     bool started;
-    char *dest; /* "local" or the next hop */
+    bool inline_ran; /* delivered in prepare's pool job (deliver_inline) */
+    bool wrote;      /* a new file in the Maildir's new/, which is not synced yet */
+    char *dest;      /* "local" or the next hop */
     /* local: one recipient into one Maildir */
     size_t rcpt;
     char *maildir;
@@ -156,6 +162,8 @@ struct dlv_msg {
     size_t nres;
     dlv_task *tasks;
     size_t ntasks, left;
+    bool finished;                     /* finish ran in prepare's pool job */
+    dlv_msg *cnext;                    /* the confirm queue (dlv_confirm.c) */
     int64_t next_ms;                   /* after the attempt: when again, -1 = forget */
     char dsn_ids[2][QUEUE_ID_LEN + 1]; /* DSNs committed by finish, to schedule */
     size_t ndsn;
@@ -168,6 +176,22 @@ void dlv_msg_start(dlv_runner *r, const char *id, unsigned flags);
 
 /* A delivery ended (its result is set, or it was never attempted). */
 void dlv_task_end(dlv_task *t);
+
+/* Sets a local task's result from its outcome rc (either thread). */
+void dlv_local_record(dlv_task *t, int rc);
+
+/* The attempt is over: schedule what comes next, free m (loop thread). */
+void dlv_msg_end(dlv_msg *m);
+
+/*
+ * Maildir writes are reported only after their new/ is synced. Instead of
+ * each delivery syncing (and every thread waiting on another's sync), the
+ * messages whose deliveries have ended queue here; one pool job at a time
+ * syncs the new/ of every Maildir the queued messages wrote to, once each,
+ * then finishes those messages (dlv_confirm.c).
+ */
+bool dlv_confirm_needed(const dlv_msg *m);
+void dlv_confirm_add(dlv_msg *m);
 
 /* Stop: deliveries still waiting for a slot end unattempted. */
 void dlv_msg_cancel_waiting(dlv_runner *r);

@@ -72,9 +72,12 @@ void dlv_local_error_reply(int err, char *reply, size_t replysz, char status[8])
  * looks for an earlier copy with this key (a crash after the write, before
  * the envelope update: a listing of new/ and cur/); the caller passes false
  * only when no earlier attempt can have written one. Returns 0 (delivered;
- * *dup set when it was already there) or a negative errno.
+ * *dup set when it was already there) or a negative errno. With defer_sync
+ * the file is in new/ but new/ is not synced: the caller's maildir_sync_new
+ * makes it a delivery.
  */
 int dlv_local_deliver(const char *maildir, const char *key, const char *hostname,
-                      const char *sender, const char *rcpt, int fd, bool check_dup, bool *dup);
+                      const char *sender, const char *rcpt, int fd, bool check_dup, bool defer_sync,
+                      bool *dup);
 
 #endif

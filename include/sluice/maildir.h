@@ -4,9 +4,7 @@
  * BLOCKING by design (mkdir, write, fsync, link): call these from libuv's
  * thread pool (uv_queue_work), never on the loop thread. They are safe to
  * run in parallel, also for the same Maildir and the same message fd (the
- * message is read with pread); their one shared state is the group commit
- * of new/'s fsync (sync_group.h): deliveries into one Maildir that finish
- * together share one flush of its new/.
+ * message is read with pread). They share no state.
  *
  * A delivery: <dir>/tmp/NAME is created with O_CREAT|O_EXCL (0600), the
  * Return-Path and Delivered-To lines are written, then the message is
@@ -14,6 +12,9 @@
  * spec's link(), which never replaces; rename() where the filesystem has no
  * hard links) and new/ is fsync'ed. Only then is it reported delivered. Any
  * failure removes the tmp/ file; nothing half-written ever shows in new/.
+ * A caller that delivers many messages may take new/'s fsync into its own
+ * hands (defer_sync, then one maildir_sync_new for many files): it must
+ * not count a delivery as done before that sync has returned.
  *
  * NAME is "<sec>.M<usec>P<pid>Q<key>.<host>": the Q part carries the
  * caller's delivery key (queue id and recipient index), so that after a
@@ -56,6 +57,7 @@ typedef struct maildir_delivery {
     const char *return_path;  /* "Return-Path: <...>" first; "" for <>; NULL = no line */
     const char *delivered_to; /* "Delivered-To: ..." second; NULL = no line */
     int fd;                   /* the message (CRLF ends), read with pread from offset 0 to EOF */
+    bool defer_sync;          /* leave new/'s fsync to the caller (maildir_sync_new) */
 } maildir_delivery;
 
 /*
@@ -69,6 +71,12 @@ typedef struct maildir_delivery {
  * returned: the retry will find it with maildir_find_delivered().
  */
 int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len);
+
+/*
+ * fsyncs <dir>/new: after it returns, every file linked there before the
+ * call survives a power cut. 0 or a negative errno.
+ */
+int maildir_sync_new(const char *dir);
 
 /*
  * Whether a message with this delivery key is already in <dir>/new or

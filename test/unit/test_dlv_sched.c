@@ -232,7 +232,7 @@ static void test_slots(void **state)
     dlv_slots_release(&s, "a");
     dlv_slots_release(&s, "b");
     assert_int_equal(s.total, 0);
-    assert_null(s.dests);
+    assert_int_equal(s.ndests, 0);
     dlv_slots_free(&s);
 }
 
@@ -265,6 +265,123 @@ static void test_slots_drain(void **state)
     dlv_slots_free(&s);
 }
 
+/* A pool thread's try_take: only with a free slot, and never past a waiter. */
+static void test_slots_try_take(void **state)
+{
+    (void)state;
+    dlv_slots s;
+    dlv_slots_init(&s, 3, 2);
+    assert_true(dlv_slots_try_take(&s, "a"));
+    assert_true(dlv_slots_try_take(&s, "a"));
+    assert_false(dlv_slots_try_take(&s, "a")); /* per destination */
+    assert_true(dlv_slots_try_take(&s, "b"));
+    assert_false(dlv_slots_try_take(&s, "c")); /* in all */
+    dlv_slots_release(&s, "b");
+    assert_true(dlv_slots_try_take(&s, "c"));
+    dlv_slots_release(&s, "a");
+    dlv_slots_release(&s, "a");
+    dlv_slots_release(&s, "c");
+    assert_int_equal(s.total, 0);
+    assert_int_equal(s.ndests, 0);
+    dlv_slots_free(&s);
+
+    /* A queued request for a is not overtaken, even with a slot free. */
+    dlv_slots_init(&s, 2, 1);
+    struct fake f[2];
+    runs = 0;
+    for (int i = 0; i < 2; i++) {
+        memset(&f[i], 0, sizeof(f[i]));
+        f[i].q.dest = "a";
+        f[i].q.run = run_cb;
+        assert_int_equal(dlv_slots_submit(&s, &f[i].q), 0);
+    }
+    assert_int_equal(f[0].ran, 1);
+    assert_int_equal(f[1].ran, 0);
+    assert_false(dlv_slots_try_take(&s, "a"));
+    assert_true(dlv_slots_try_take(&s, "b")); /* another destination may */
+    dlv_slots_release(&s, "a");
+    assert_int_equal(f[1].ran, 2);
+    assert_false(dlv_slots_try_take(&s, "a"));
+    dlv_slots_release(&s, "a");
+    dlv_slots_release(&s, "b");
+    assert_int_equal(s.ndests, 0);
+    dlv_slots_free(&s);
+}
+
+/*
+ * While the loop grants (its lock released around each run callback), a
+ * slot may be free with a request still queued for it: a pool thread's
+ * try_take then must not take it before that request.
+ */
+static dlv_slots *window_slots;
+static bool window_took;
+
+static void window_cb(dlv_slot_req *q)
+{
+    run_cb(q);
+    dlv_slots_release(window_slots, "a"); /* a1 ends meanwhile: a has room */
+    window_took = dlv_slots_try_take(window_slots, "a");
+}
+
+static void test_slots_no_overtake(void **state)
+{
+    (void)state;
+    dlv_slots s;
+    dlv_slots_init(&s, 2, 2);
+    window_slots = &s;
+    window_took = true;
+    struct fake f[4];
+    const char *dest[] = {"a", "b", "a", "a"};
+    runs = 0;
+    for (int i = 0; i < 4; i++) {
+        memset(&f[i], 0, sizeof(f[i]));
+        f[i].q.dest = dest[i];
+        f[i].q.run = i == 2 ? window_cb : run_cb;
+        assert_int_equal(dlv_slots_submit(&s, &f[i].q), 0);
+    }
+    assert_int_equal(s.waiting, 2);
+    dlv_slots_release(&s, "b"); /* a2 runs, and inside it the window */
+    assert_int_equal(f[2].ran, 3);
+    assert_false(window_took);
+    assert_int_equal(f[3].ran, 4); /* the queued a3 got the slot */
+    dlv_slots_release(&s, "a");
+    dlv_slots_release(&s, "a");
+    assert_int_equal(s.total, 0);
+    assert_int_equal(s.ndests, 0);
+    dlv_slots_free(&s);
+}
+
+/* A freed slot goes to the oldest waiter whose destination may run,
+ * whichever destination queued it. */
+static void test_slots_oldest_first(void **state)
+{
+    (void)state;
+    dlv_slots s;
+    dlv_slots_init(&s, 1, 1);
+    struct fake f[4];
+    const char *dest[] = {"x", "y", "x", "z"};
+    runs = 0;
+    for (int i = 0; i < 4; i++) {
+        memset(&f[i], 0, sizeof(f[i]));
+        f[i].q.dest = dest[i];
+        f[i].q.run = run_cb;
+        assert_int_equal(dlv_slots_submit(&s, &f[i].q), 0);
+    }
+    assert_int_equal(f[0].ran, 1);
+    assert_int_equal(s.waiting, 3);
+    dlv_slots_release(&s, "x");
+    assert_int_equal(f[1].ran, 2); /* y1 is older than x2 */
+    dlv_slots_release(&s, "y");
+    assert_int_equal(f[2].ran, 3);
+    assert_int_equal(f[3].ran, 0);
+    dlv_slots_release(&s, "x");
+    assert_int_equal(f[3].ran, 4);
+    dlv_slots_release(&s, "z");
+    assert_int_equal(s.waiting, 0);
+    assert_int_equal(s.ndests, 0);
+    dlv_slots_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +393,9 @@ int main(void)
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_slots_drain),
+        cmocka_unit_test(test_slots_try_take),
+        cmocka_unit_test(test_slots_oldest_first),
+        cmocka_unit_test(test_slots_no_overtake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,138 @@
+/*
+ * dlv_confirm.c - the group commit of Maildir deliveries.
+ *
+ * A Maildir write is durable only once the new/ it was linked into is
+ * synced, and the message may leave the spool only after that. Syncing in
+ * each delivery made every delivery wait for a directory flush, and the
+ * threads that shared one woke together and fought over the thread pool's
+ * lock: most of the runner's CPU per message went to those wake-ups.
+ *
+ * So the deliveries do not sync new/. A message whose deliveries have ended
+ * queues here (on the loop); one pool job at a time takes the whole queue,
+ * syncs the new/ of each Maildir the batch wrote to, once, and then runs
+ * finish (dlv_record.c: outcomes, DSNs, removal) for every message of the
+ * batch. Messages that end while a batch runs form the next batch, so the
+ * batch grows with the load, as a group commit should. The order promised
+ * by DESIGN.md holds: the spool removal comes after the sync that covers
+ * the file. A failed sync turns the deliveries it covered into temporary
+ * failures; their files stay in new/, where the retry finds them by their
+ * delivery keys (maildir_find_delivered).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/dlv_core.h"
+#include "sluice/log.h"
+#include "sluice/maildir.h"
+
+bool dlv_confirm_needed(const dlv_msg *m)
+{
+    for (size_t i = 0; i < m->ntasks; i++)
+        if (m->tasks[i].wrote)
+            return true;
+    return false;
+}
+
+struct synced {
+    const char *dir;
+    int rc;
+};
+
+/* The outcome of dir's sync in the batch's table, syncing it on first use;
+ * without a table (out of memory) every caller syncs on its own. */
+static int sync_once(struct synced **tab, size_t *n, size_t *cap, const char *dir)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*tab)[i].dir, dir) == 0)
+            return (*tab)[i].rc;
+    int rc = maildir_sync_new(dir);
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        struct synced *v = realloc(*tab, ncap * sizeof(*v));
+        if (!v)
+            return rc;
+        *tab = v;
+        *cap = ncap;
+    }
+    (*tab)[(*n)++] = (struct synced){dir, rc};
+    return rc;
+}
+
+static void confirm_work(uv_work_t *w)
+{
+    dlv_runner *r = w->data;
+    struct synced *tab = NULL;
+    size_t n = 0, cap = 0;
+
+    for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
+        for (size_t i = 0; i < m->ntasks; i++) {
+            dlv_task *t = &m->tasks[i];
+            if (!t->wrote)
+                continue;
+            int rc = sync_once(&tab, &n, &cap, t->maildir);
+            if (rc < 0) {
+                log_err("%s: cannot sync %s/new: %s", m->id, t->maildir, strerror(-rc));
+                dlv_local_record(t, rc);
+            }
+            t->wrote = false;
+        }
+    free(tab);
+    for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
+        dlv_attempt_finish(m);
+}
+
+static void confirm_start(dlv_runner *r);
+
+static void confirm_done(uv_work_t *w, int status)
+{
+    dlv_runner *r = w->data;
+    (void)status; /* never cancelled */
+    dlv_msg *m = r->confirm_batch;
+    r->confirm_batch = NULL;
+    while (m) {
+        dlv_msg *next = m->cnext;
+        dlv_msg_end(m);
+        m = next;
+    }
+    if (r->confirm_head)
+        confirm_start(r);
+}
+
+static void confirm_start(dlv_runner *r)
+{
+    r->confirm_batch = r->confirm_head;
+    r->confirm_head = NULL;
+    r->confirm_tail = &r->confirm_head;
+    r->confirm_work.data = r;
+    int rc = uv_queue_work(r->loop, &r->confirm_work, confirm_work, confirm_done);
+    if (rc) {
+        /* Cannot happen with a valid loop. Nothing is recorded: the lock
+         * goes, and the retry finds the files by their delivery keys (which
+         * it looks for only while store_failed says an outcome was lost). */
+        log_err("confirm: %s", uv_strerror(rc));
+        atomic_store(&r->store_failed, true);
+        dlv_msg *m = r->confirm_batch;
+        r->confirm_batch = NULL;
+        while (m) {
+            dlv_msg *next = m->cnext;
+            spool_fs_unlock(m->lockfd);
+            m->lockfd = -1;
+            m->next_ms = dlv_now_ms() + 60 * 1000;
+            dlv_msg_end(m);
+            m = next;
+        }
+    }
+}
+
+void dlv_confirm_add(dlv_msg *m)
+{
+    dlv_runner *r = m->r;
+    if (!r->confirm_tail)
+        r->confirm_tail = &r->confirm_head;
+    m->cnext = NULL;
+    *r->confirm_tail = m;
+    r->confirm_tail = &m->cnext;
+    if (!r->confirm_batch)
+        confirm_start(r);
+}
