@@ -5,6 +5,7 @@
  * lines from several threads never interleave.
  */
 #include "sluice/log.h"
+#include "sluice/proc_id.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,7 +63,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     int m = snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d]: %s%s%s\n",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, log_prog, (int)getpid(),
+                     ts.tv_nsec / 1000000, log_prog, (int)proc_id(),
                      lvl == LOG_LVL_INFO ? "" : names[lvl], lvl == LOG_LVL_INFO ? "" : ": ", line);
     if (m > 0) {
         ssize_t w = write(STDERR_FILENO, out, (size_t)m < sizeof(out) ? (size_t)m : sizeof(out));

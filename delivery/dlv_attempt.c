@@ -288,7 +288,7 @@ void dlv_attempt_prepare(dlv_msg *m)
         m->next_ms = rc == -ENOENT ? -1 : now_ms + RETRY_ERROR_MS;
         return;
     }
-    rc = spool_fs_load(fs, m->id, e);
+    rc = spool_fs_load_locked(fs, m->id, e);
     if (rc == -ENOENT || rc == -EBADMSG) {
         /* -EBADMSG: the spool moved it to corrupt/ and said why. */
         if (rc == -EBADMSG)
@@ -310,7 +310,7 @@ void dlv_attempt_prepare(dlv_msg *m)
      * the envelope. A damaged file goes to corrupt/ (logged by the spool),
      * never to a mailbox.
      */
-    rc = spool_fs_verify_message(fs, e);
+    rc = spool_fs_verify_message_fd(fs, e, m->lockfd);
     if (rc == -EBADMSG || rc == -ENOENT) {
         log_err("%s: message file damaged or missing; quarantined, not delivered", m->id);
         give_up(m, DLV_PREP_GONE, -1);

@@ -4,6 +4,7 @@
  * fsyncs it lacks). Blocking: runs on the thread pool. See maildir.h.
  */
 #include "sluice/maildir.h"
+#include "sluice/proc_id.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -93,10 +94,13 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /*
- * Copies the message from `in` (offset 0 to EOF) to `out`, every CRLF made
- * LF. A CR at the end of one chunk is held until the next shows what follows.
+ * Copies head (our header lines), then the message from `in` (offset 0 to
+ * EOF) to `out`, every CRLF made LF. A CR at the end of one chunk is held
+ * until the next shows what follows. The header goes out with the first
+ * chunk, and a short read is the end of the file (a committed spool file
+ * never grows): a small message is one pread and one write.
  */
-static int copy_message(int in, int out)
+static int copy_message(int in, int out, const char *head, size_t headlen)
 {
     char *ibuf, *obuf;
     off_t off = 0;
@@ -104,7 +108,7 @@ static int copy_message(int in, int out)
     int rc = 0;
 
     ibuf = malloc(COPY_CHUNK);
-    obuf = malloc(COPY_CHUNK + 1);
+    obuf = malloc(headlen + COPY_CHUNK + 1);
     if (ibuf == NULL || obuf == NULL) {
         rc = -ENOMEM;
         goto out;
@@ -119,12 +123,15 @@ static int copy_message(int in, int out)
             rc = -errno;
             goto out;
         }
-        if (n == 0)
-            break;
+        if (headlen) {
+            memcpy(o, head, headlen);
+            o += headlen;
+            headlen = 0;
+        }
         off += n;
         p = ibuf;
         end = ibuf + n;
-        if (cr) {
+        if (cr && n > 0) {
             if (*p != '\n')
                 *o++ = '\r'; /* a lone CR stays */
             cr = false;
@@ -148,9 +155,10 @@ static int copy_message(int in, int out)
                 p = q + 1;
             }
         }
-        rc = write_all(out, obuf, (size_t)(o - obuf));
-        if (rc < 0)
+        if (o > obuf && (rc = write_all(out, obuf, (size_t)(o - obuf))) < 0)
             goto out;
+        if (n < COPY_CHUNK)
+            break;
     }
     if (cr)
         rc = write_all(out, "\r", 1);
@@ -160,14 +168,13 @@ out:
     return rc;
 }
 
-static int write_headers(int fd, const maildir_delivery *d)
+/* Our header lines (Return-Path, Delivered-To) into a malloc'd *out. */
+static int make_headers(const maildir_delivery *d, char **out, size_t *outlen)
 {
     char *buf = NULL;
     size_t len = 0;
-    FILE *f;
-    int rc;
+    FILE *f = open_memstream(&buf, &len);
 
-    f = open_memstream(&buf, &len);
     if (f == NULL)
         return -ENOMEM;
     if (d->return_path)
@@ -178,9 +185,9 @@ static int write_headers(int fd, const maildir_delivery *d)
         free(buf);
         return -ENOMEM;
     }
-    rc = write_all(fd, buf, len);
-    free(buf);
-    return rc;
+    *out = buf;
+    *outlen = len;
+    return 0;
 }
 
 /* mkdir that is content when the folder is already there. */
@@ -265,7 +272,7 @@ static int fresh_name(const maildir_delivery *d, const char *host, char *name, s
     long usec;
 
     now(&sec, &usec);
-    return maildir_make_name(name, namesz, sec, usec, (long)getpid(), d->key, host);
+    return maildir_make_name(name, namesz, sec, usec, (long)proc_id(), d->key, host);
 }
 
 /* Creates tmp/NAME exclusively; a taken name (same usec) gets another try. */
@@ -363,9 +370,12 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
         close(dfd);
         return fd;
     }
-    rc = write_headers(fd, d);
+    char *head = NULL;
+    size_t headlen = 0;
+    rc = make_headers(d, &head, &headlen);
     if (rc == 0)
-        rc = copy_message(d->fd, fd);
+        rc = copy_message(d->fd, fd, head, headlen);
+    free(head);
     /* Data before name: the file is durable before new/ shows it. */
     if (rc == 0 && fdatasync(fd) < 0)
         rc = -errno;

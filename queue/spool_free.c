@@ -130,7 +130,7 @@ static int adopt(spool_fs *fs, int dirfd, const char *name, const char *from, bo
     }
     /* O_NONBLOCK may stay set: it has no effect on a regular file's I/O (open(2)). */
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != fs->euid) {
         /* Not a file we could have put there (or a recovery removed it
          * under us): never write into it. */
         close(fd);

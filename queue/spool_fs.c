@@ -111,6 +111,7 @@ int spool_fs_open(const char *root, bool create, spool_fs **out)
         return -ENOMEM;
     fs->root_fd = fs->incoming_fd = fs->queue_fd = fs->corrupt_fd = fs->run_fd = -1;
     fs->free_fd = -1;
+    fs->euid = geteuid();
     pthread_mutex_init(&fs->free.mu, NULL);
     fds[0] = &fs->incoming_fd;
     fds[1] = &fs->queue_fd;
@@ -376,7 +377,8 @@ static int load_bad(spool_fs *fs, const char *id, envelope *e, const char *why)
     return -EBADMSG;
 }
 
-int spool_fs_load(spool_fs *fs, const char *id, envelope *e)
+/* The envelope alone: read, parsed, its id checked. */
+static int load_env(spool_fs *fs, const char *id, envelope *e)
 {
     char name[SPOOL_NAME_MAX], err[160], why[200];
     sbuf text;
@@ -411,6 +413,20 @@ int spool_fs_load(spool_fs *fs, const char *id, envelope *e)
         snprintf(why, sizeof(why), "envelope holds id %s", e->id);
         return load_bad(fs, id, e, why);
     }
+    return 0;
+}
+
+int spool_fs_load_locked(spool_fs *fs, const char *id, envelope *e)
+{
+    return load_env(fs, id, e);
+}
+
+int spool_fs_load(spool_fs *fs, const char *id, envelope *e)
+{
+    char name[SPOOL_NAME_MAX], why[200];
+    int rc = load_env(fs, id, e);
+    if (rc)
+        return rc;
 
     struct stat st;
     spool_name(name, id, SPOOL_EXT_MSG);
@@ -584,29 +600,27 @@ void spool_fs_unlock(int lockfd)
         close(lockfd);
 }
 
-int spool_fs_verify_message(spool_fs *fs, const envelope *e)
+int spool_fs_verify_message_fd(spool_fs *fs, const envelope *e, int fd)
 {
     char buf[65536];
     uint64_t size = 0;
     uLong crc = crc32(0L, Z_NULL, 0);
-    int fd, rc;
+    int rc = 0;
 
-    if ((rc = spool_fs_open_message(fs, e->id, &fd)) != 0)
-        return rc;
     for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = pread(fd, buf, sizeof(buf), (off_t)size);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             rc = -errno;
             break;
         }
-        if (n == 0)
-            break;
         crc = crc32(crc, (const Bytef *)buf, (uInt)n);
         size += (uint64_t)n;
+        /* A short read is the end: nobody writes a committed file. */
+        if ((size_t)n < sizeof(buf))
+            break;
     }
-    close(fd);
     if (rc == -EIO || (rc == 0 && (size != e->size || crc != e->crc32))) {
         char why[120];
         if (rc)
@@ -617,6 +631,17 @@ int spool_fs_verify_message(spool_fs *fs, const envelope *e)
         spool_fs_quarantine(fs, e->id, why);
         return -EBADMSG;
     }
+    return rc;
+}
+
+int spool_fs_verify_message(spool_fs *fs, const envelope *e)
+{
+    int fd, rc;
+
+    if ((rc = spool_fs_open_message(fs, e->id, &fd)) != 0)
+        return rc;
+    rc = spool_fs_verify_message_fd(fs, e, fd);
+    close(fd);
     return rc;
 }
 

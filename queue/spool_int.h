@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "sluice/buf.h"
 #include "sluice/spool.h"
@@ -42,6 +43,7 @@ struct spool_fs {
     int run_fd;
     int free_fd; /* -1: no recycling (free/ missing and not created) */
     struct spool_free free;
+    uid_t euid; /* at open (after any privilege drop): owner of files we made */
 };
 
 /* "ID.msg", "ID.env", "ID.env.new": an id plus the longest extension. */

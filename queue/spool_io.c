@@ -142,7 +142,9 @@ int spool_read_file(int dirfd, const char *name, size_t max, sbuf *out)
         rc = sbuf_reserve(out, (size_t)st.st_size + 1);
     }
     /* Read to EOF rather than trusting st_size: the file is untrusted and
-     * a concurrent writer (a bug, an admin) may change it under us. */
+     * a concurrent writer (a bug, an admin) may change it under us. A read
+     * that returns less than asked for has met the end (the buffer has room
+     * beyond st_size, so the usual file takes one read). */
     while (rc == 0) {
         if (out->len > max) {
             rc = -EFBIG;
@@ -150,7 +152,8 @@ int spool_read_file(int dirfd, const char *name, size_t max, sbuf *out)
         }
         if (out->cap - out->len < 2 && (rc = sbuf_reserve(out, 4096)) != 0)
             break;
-        ssize_t n = read(fd, out->data + out->len, out->cap - out->len - 1);
+        size_t want = out->cap - out->len - 1;
+        ssize_t n = read(fd, out->data + out->len, want);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -160,6 +163,8 @@ int spool_read_file(int dirfd, const char *name, size_t max, sbuf *out)
         } else {
             out->len += (size_t)n;
             out->data[out->len] = '\0';
+            if ((size_t)n < want && out->len <= max)
+                break;
         }
     }
     close(fd);

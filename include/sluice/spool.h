@@ -63,6 +63,10 @@ int spool_fs_list(spool_fs *fs, char (**ids)[QUEUE_ID_LEN + 1], size_t *n);
  * and -EBADMSG returned.
  */
 int spool_fs_load(spool_fs *fs, const char *id, envelope *e);
+/* The same without the message file's checks, for a caller that holds the
+ * lock (spool_fs_lock opened the file and checked its name) and verifies
+ * it next (spool_fs_verify_message_fd checks its size and CRC). */
+int spool_fs_load_locked(spool_fs *fs, const char *id, envelope *e);
 
 /* Atomic envelope replace: write ID.env.new, fsync, rename, fsync queue/. */
 int spool_fs_store(spool_fs *fs, const envelope *e);
@@ -171,6 +175,9 @@ void spool_msg_abort(spool_msg *m);
  * to corrupt/, logged, and -EBADMSG returned. Reads the whole file.
  */
 int spool_fs_verify_message(spool_fs *fs, const envelope *e);
+/* The same through fd, an open descriptor of queue/ID.msg (read with pread,
+ * so its offset is left alone): the lock's, which saves an open. */
+int spool_fs_verify_message_fd(spool_fs *fs, const envelope *e, int fd);
 
 /*
  * Bytes of one message spool_msg_write keeps in memory (the caller flushes
