@@ -303,21 +303,42 @@ static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char
 }
 
 /*
- * Puts tmp/NAME into new/ under a name no other file has. link() refuses
- * to replace, so a collision is seen and a fresh name tried; filesystems
- * without hard links get rename(), whose name is unique all the same.
+ * Puts tmp/NAME into new/ under a name no other file has. The move must
+ * never replace a file: renameat2(RENAME_NOREPLACE) does that in one call
+ * (as Dovecot moves with rename()); where the filesystem does not take the
+ * flag, the spec's link() (which refuses to replace) and an unlink of the
+ * tmp/ name; where it has no hard links either, rename(), whose name is
+ * unique all the same. A collision gets a fresh name.
  */
 static int publish(int dfd, const maildir_delivery *d, const char *host, const char *tmp,
                    char *name, size_t namesz)
 {
     char dst[MAILDIR_NAME_MAX + 8];
-    bool made = false;
+    bool made = false, no_flags = false;
 
     for (int i = 0; i < NAME_TRIES; i++) {
         if (i > 0 && fresh_name(d, host, name, namesz) < 0)
             return -ENAMETOOLONG;
         if ((size_t)snprintf(dst, sizeof(dst), "new/%s", name) >= sizeof(dst))
             return -ENAMETOOLONG;
+        if (!no_flags) {
+            if (renameat2(dfd, tmp, dfd, dst, RENAME_NOREPLACE) == 0)
+                return 0;
+            if (errno == EINVAL || errno == ENOSYS) {
+                no_flags = true; /* not here: the spec's way below */
+            } else if (errno == EEXIST) {
+                continue;
+            } else if (errno == ENOENT && !made) {
+                made = true; /* new/ is missing: make the subfolders */
+                int rc = ensure_subdirs(dfd);
+                if (rc < 0)
+                    return rc;
+                i--;
+                continue;
+            } else {
+                return -errno;
+            }
+        }
         if (linkat(dfd, tmp, dfd, dst, 0) == 0) {
             /* The tmp/ name is only a leftover now; readers clean tmp/ anyway. */
             (void)unlinkat(dfd, tmp, 0);
