@@ -10,19 +10,19 @@
  * So the deliveries do not sync new/. A message whose deliveries have ended
  * queues here (on the loop); one pool job at a time takes the whole queue,
  * syncs the new/ of each Maildir the batch wrote to, once, and then runs
- * finish (dlv_record.c: outcomes, DSNs, removal) for every message of the
- * batch. Messages that end while a batch runs form the next batch, so the
- * batch grows with the load, as a group commit should. The order promised
- * by DESIGN.md holds: the spool removal comes after the sync that covers
- * the file. A failed sync turns the deliveries it covered into temporary
- * failures; their files stay in new/, where the retry finds them by their
- * delivery keys (maildir_find_delivered).
+ * finish (dlv_record.c: outcomes, DSNs, removal) for the messages whose
+ * finish is a plain removal; the others get a finish job each. Messages that end while a batch runs
+ * form the next batch, so the batch grows with the load, as a group commit should. The order
+ * promised by DESIGN.md holds: the spool removal comes after the sync that covers the file. A
+ * failed sync turns the deliveries it covered into temporary failures; their files stay in new/,
+ * where the retry finds them by their delivery keys (maildir_find_delivered).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sluice/dlv_core.h"
+#include "sluice/dlv_dsn.h"
 #include "sluice/log.h"
 #include "sluice/maildir.h"
 
@@ -32,6 +32,32 @@ bool dlv_confirm_needed(const dlv_msg *m)
         if (m->tasks[i].wrote)
             return true;
     return false;
+}
+
+/*
+ * Whether finish will only remove m: every recipient final after this
+ * round, none owed a DSN (conservatively: a success that asked for one, a
+ * failure, anything left unreported). Such a finish costs no sync and runs
+ * in the batch; any other may store the envelope or commit a DSN (a sync
+ * each), so it gets a pool job of its own and batches do not queue behind
+ * one another's flushes.
+ */
+static bool finish_is_removal(const dlv_msg *m)
+{
+    const envelope *e = &m->e;
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        const env_rcpt *r = &e->rcpts[i];
+        const dlv_result *res = i < m->nres ? &m->res[i] : NULL;
+        if (res && res->tried) {
+            if (res->status[0] != '2' || dlv_notify_wants_success(r->notify))
+                return false;
+        } else if (r->state != RCPT_DELIVERED && r->state != RCPT_FAILED) {
+            return false;
+        } else if (!r->dsn_sent) {
+            return false;
+        }
+    }
+    return true;
 }
 
 struct synced {
@@ -79,7 +105,10 @@ static void confirm_work(uv_work_t *w)
         }
     free(tab);
     for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
-        dlv_attempt_finish(m);
+        if (finish_is_removal(m)) {
+            dlv_attempt_finish(m);
+            m->finished = true;
+        }
 }
 
 static void confirm_start(dlv_runner *r);
@@ -92,7 +121,10 @@ static void confirm_done(uv_work_t *w, int status)
     r->confirm_batch = NULL;
     while (m) {
         dlv_msg *next = m->cnext;
-        dlv_msg_end(m);
+        if (m->finished)
+            dlv_msg_end(m);
+        else
+            dlv_msg_finish(m); /* its own pool job (nothing left to sync) */
         m = next;
     }
     if (r->confirm_head)

@@ -121,7 +121,7 @@ static void finish_done(uv_work_t *w, int status)
     dlv_msg_end(w->data);
 }
 
-static void msg_finish(dlv_msg *m)
+void dlv_msg_finish(dlv_msg *m)
 {
     if (dlv_confirm_needed(m)) {
         dlv_confirm_add(m); /* finish follows the sync of new/ */
@@ -145,7 +145,7 @@ void dlv_task_end(dlv_task *t)
     if (t->started)
         dlv_slots_release(&m->r->slots, t->dest);
     if (--m->left == 0)
-        msg_finish(m);
+        dlv_msg_finish(m);
 }
 
 /* The Maildir write of one local task (on the pool). */
@@ -278,7 +278,7 @@ static void prepare_done(uv_work_t *w, int status)
         return;
     }
     if (waiting == 0 || r->stopping) {
-        msg_finish(m);
+        dlv_msg_finish(m);
         return;
     }
     m->left = waiting;

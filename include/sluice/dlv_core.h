@@ -183,6 +183,10 @@ void dlv_local_record(dlv_task *t, int rc);
 /* The attempt is over: schedule what comes next, free m (loop thread). */
 void dlv_msg_end(dlv_msg *m);
 
+/* Deliveries have ended: finish on the pool, after new/'s sync if a
+ * Maildir was written (loop thread). */
+void dlv_msg_finish(dlv_msg *m);
+
 /*
  * Maildir writes are reported only after their new/ is synced. Instead of
  * each delivery syncing (and every thread waiting on another's sync), the
