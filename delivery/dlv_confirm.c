@@ -22,7 +22,6 @@
 #include <string.h>
 
 #include "sluice/dlv_core.h"
-#include "sluice/dlv_dsn.h"
 #include "sluice/log.h"
 #include "sluice/maildir.h"
 
@@ -32,32 +31,6 @@ bool dlv_confirm_needed(const dlv_msg *m)
         if (m->tasks[i].wrote)
             return true;
     return false;
-}
-
-/*
- * Whether finish will only remove m: every recipient final after this
- * round, none owed a DSN (conservatively: a success that asked for one, a
- * failure, anything left unreported). Such a finish costs no sync and runs
- * in the batch; any other may store the envelope or commit a DSN (a sync
- * each), so it gets a pool job of its own and batches do not queue behind
- * one another's flushes.
- */
-static bool finish_is_removal(const dlv_msg *m)
-{
-    const envelope *e = &m->e;
-    for (size_t i = 0; i < e->nrcpt; i++) {
-        const env_rcpt *r = &e->rcpts[i];
-        const dlv_result *res = i < m->nres ? &m->res[i] : NULL;
-        if (res && res->tried) {
-            if (res->status[0] != '2' || dlv_notify_wants_success(r->notify))
-                return false;
-        } else if (r->state != RCPT_DELIVERED && r->state != RCPT_FAILED) {
-            return false;
-        } else if (!r->dsn_sent) {
-            return false;
-        }
-    }
-    return true;
 }
 
 struct synced {
@@ -105,7 +78,7 @@ static void confirm_work(uv_work_t *w)
         }
     free(tab);
     for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
-        if (finish_is_removal(m)) {
+        if (dlv_finish_is_removal(m)) {
             dlv_attempt_finish(m);
             m->finished = true;
         }
@@ -160,8 +133,6 @@ static void confirm_start(dlv_runner *r)
 void dlv_confirm_add(dlv_msg *m)
 {
     dlv_runner *r = m->r;
-    if (!r->confirm_tail)
-        r->confirm_tail = &r->confirm_head;
     m->cnext = NULL;
     *r->confirm_tail = m;
     r->confirm_tail = &m->cnext;

@@ -191,6 +191,23 @@ static bool nothing_left(const envelope *e)
     return done;
 }
 
+bool dlv_finish_is_removal(const dlv_msg *m)
+{
+    const envelope *e = &m->e;
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        const env_rcpt *r = &e->rcpts[i];
+        const dlv_result *res = i < m->nres ? &m->res[i] : NULL;
+        if (res && res->tried) {
+            /* apply() makes a 2xx delivered; a success DSN may be owed. */
+            if (res->status[0] != '2' || dlv_notify_wants_success(r->notify))
+                return false;
+        } else if (!final(r) || !r->dsn_sent) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void dlv_attempt_finish(dlv_msg *m)
 {
     const sluice_config *cfg = m->r->cfg;

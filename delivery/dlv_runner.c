@@ -156,6 +156,7 @@ int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
     dlv_sched_init(&r->sched);
     dlv_slots_init(&r->slots, cfg->concurrency, cfg->concurrency_per_destination);
     r->max_inflight = max_inflight(cfg->concurrency);
+    r->confirm_tail = &r->confirm_head;
     int rc = maps_load(cfg, diag, diag_arg, &r->maps);
     if (rc) {
         dlv_slots_free(&r->slots);

@@ -19,7 +19,6 @@
 struct dlv_dest {
     struct dlv_dest *hnext;         /* hash chain */
     struct dlv_dest *rprev, *rnext; /* ready list */
-    bool in_ready;
     unsigned active;
     dlv_slot_req *head, *tail; /* waiting, oldest first */
     char name[];
@@ -77,10 +76,16 @@ static struct dlv_dest *get_dest(dlv_slots *s, const char *name)
     return d;
 }
 
+/* On the ready list: the links say so (the head has no rprev). */
+static bool in_ready(const dlv_slots *s, const struct dlv_dest *d)
+{
+    return d->rprev != NULL || s->ready == d;
+}
+
 /* Forgets d once nothing uses it. */
 static void put_dest(dlv_slots *s, struct dlv_dest *d)
 {
-    if (d->active > 0 || d->head || d->in_ready)
+    if (d->active > 0 || d->head || in_ready(s, d))
         return;
     struct dlv_dest **pp = &s->buckets[bucket_of(d->name)];
     while (*pp != d)
@@ -92,7 +97,7 @@ static void put_dest(dlv_slots *s, struct dlv_dest *d)
 
 static void ready_remove(dlv_slots *s, struct dlv_dest *d)
 {
-    if (!d->in_ready)
+    if (!in_ready(s, d))
         return;
     if (d->rprev)
         d->rprev->rnext = d->rnext;
@@ -101,7 +106,6 @@ static void ready_remove(dlv_slots *s, struct dlv_dest *d)
     if (d->rnext)
         d->rnext->rprev = d->rprev;
     d->rprev = d->rnext = NULL;
-    d->in_ready = false;
 }
 
 /* Puts d on the ready list (or takes it off) as its state says; the list
@@ -124,7 +128,6 @@ static void ready_update(dlv_slots *s, struct dlv_dest *d)
         s->ready = d;
     if (q)
         q->rprev = d;
-    d->in_ready = true;
 }
 
 /* Under the lock: the oldest request that may run now, its slot taken. */
@@ -180,7 +183,7 @@ int dlv_slots_submit(dlv_slots *s, dlv_slot_req *req)
         d->head = req;
     d->tail = req;
     s->waiting++;
-    if (!d->in_ready)
+    if (!in_ready(s, d))
         ready_update(s, d);
     grant(s); /* unlocks */
     return 0;

@@ -310,6 +310,27 @@ static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char
  * tmp/ name; where it has no hard links either, rename(), whose name is
  * unique all the same. A collision gets a fresh name.
  */
+/* One try of the move to dst: 0 or -errno. *no_flags remembers that the
+ * filesystem refused renameat2's flag, so later tries go straight to link(). */
+static int move_once(int dfd, const char *tmp, const char *dst, bool *no_flags)
+{
+    if (!*no_flags) {
+        if (renameat2(dfd, tmp, dfd, dst, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno != EINVAL && errno != ENOSYS)
+            return -errno;
+        *no_flags = true;
+    }
+    if (linkat(dfd, tmp, dfd, dst, 0) == 0) {
+        /* The tmp/ name is only a leftover now; readers clean tmp/ anyway. */
+        (void)unlinkat(dfd, tmp, 0);
+        return 0;
+    }
+    if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS)
+        return renameat(dfd, tmp, dfd, dst) == 0 ? 0 : -errno;
+    return -errno;
+}
+
 static int publish(int dfd, const maildir_delivery *d, const char *host, const char *tmp,
                    char *name, size_t namesz)
 {
@@ -321,44 +342,19 @@ static int publish(int dfd, const maildir_delivery *d, const char *host, const c
             return -ENAMETOOLONG;
         if ((size_t)snprintf(dst, sizeof(dst), "new/%s", name) >= sizeof(dst))
             return -ENAMETOOLONG;
-        if (!no_flags) {
-            if (renameat2(dfd, tmp, dfd, dst, RENAME_NOREPLACE) == 0)
-                return 0;
-            if (errno == EINVAL || errno == ENOSYS) {
-                no_flags = true; /* not here: the spec's way below */
-            } else if (errno == EEXIST) {
-                continue;
-            } else if (errno == ENOENT && !made) {
-                made = true; /* new/ is missing: make the subfolders */
-                int rc = ensure_subdirs(dfd);
-                if (rc < 0)
-                    return rc;
-                i--;
-                continue;
-            } else {
-                return -errno;
-            }
-        }
-        if (linkat(dfd, tmp, dfd, dst, 0) == 0) {
-            /* The tmp/ name is only a leftover now; readers clean tmp/ anyway. */
-            (void)unlinkat(dfd, tmp, 0);
+        int rc = move_once(dfd, tmp, dst, &no_flags);
+        if (rc == 0)
             return 0;
-        }
-        if (errno == EEXIST)
+        if (rc == -EEXIST)
             continue;
-        if (errno == ENOENT && !made) { /* new/ is missing: make the subfolders */
+        if (rc == -ENOENT && !made) { /* new/ is missing: make the subfolders */
             made = true;
-            int rc = ensure_subdirs(dfd);
-            if (rc < 0)
+            if ((rc = ensure_subdirs(dfd)) < 0)
                 return rc;
             i--;
             continue;
         }
-        if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
-            if (renameat(dfd, tmp, dfd, dst) == 0)
-                return 0;
-        }
-        return -errno;
+        return rc;
     }
     return -EEXIST;
 }

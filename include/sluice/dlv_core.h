@@ -205,6 +205,14 @@ void dlv_msg_cancel_waiting(dlv_runner *r);
 void dlv_attempt_prepare(dlv_msg *m);
 void dlv_attempt_finish(dlv_msg *m);
 
+/*
+ * Whether finish will only remove m (dlv_record.c, beside the rules it
+ * predicts): every recipient final after this round and no DSN owed,
+ * conservatively (a success that asked for one, any failure, anything left
+ * unreported). Such a finish costs no sync.
+ */
+bool dlv_finish_is_removal(const dlv_msg *m);
+
 /* Sets a result (copies reply and relay). 0 or -ENOMEM. */
 int dlv_result_set(dlv_result *res, int code, const char *status, const char *reply,
                    const char *relay, const char *tls);

@@ -1,16 +1,17 @@
 /*
  * maildir.h - delivery of one message into a Maildir (cr.yp.to/proto/maildir.html).
  *
- * BLOCKING by design (mkdir, write, fsync, link): call these from libuv's
+ * BLOCKING by design (mkdir, write, fsync, rename): call these from libuv's
  * thread pool (uv_queue_work), never on the loop thread. They are safe to
  * run in parallel, also for the same Maildir and the same message fd (the
  * message is read with pread). They share no state.
  *
  * A delivery: <dir>/tmp/NAME is created with O_CREAT|O_EXCL (0600), the
  * Return-Path and Delivered-To lines are written, then the message is
- * copied from the spool, fdatasync'ed, hard-linked to <dir>/new/NAME (the
- * spec's link(), which never replaces; rename() where the filesystem has no
- * hard links) and new/ is fsync'ed. Only then is it reported delivered. Any
+ * copied from the spool, fdatasync'ed, moved to <dir>/new/NAME without
+ * ever replacing a file (renameat2 with RENAME_NOREPLACE; where that flag is
+ * refused, the spec's link(); without hard links, rename()) and new/ is
+ * fsync'ed. Only then is it reported delivered. Any
  * failure removes the tmp/ file; nothing half-written ever shows in new/.
  * A caller that delivers many messages may take new/'s fsync into its own
  * hands (defer_sync, then one maildir_sync_new for many files): it must
