@@ -99,14 +99,35 @@ def spawn(argv, log_path, cwd=None, env=None):
 
 _used_ports = set()
 _rng = random.SystemRandom()
+# Tests run in parallel (ctest -j): a port found free here may be found free
+# by another test process before either binds it. Each port handed out is
+# claimed with a lock file held until this process exits.
+_PORT_CLAIMS = os.path.join(tempfile.gettempdir(), "sluice-test-ports")
+_port_claims = []
+
+
+def _claim_port(port):
+    try:
+        os.makedirs(_PORT_CLAIMS, mode=0o777, exist_ok=True)
+        f = open(os.path.join(_PORT_CLAIMS, str(port)), "a")
+    except OSError:
+        return True  # no shared folder to claim in: the bind probe alone
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _port_claims.append(f)
+    return True
 
 
 def free_port():
     """A loopback port free for TCP and UDP, below the ephemeral range (so an
-    outgoing connection cannot take it first), not handed out before here."""
+    outgoing connection cannot take it first), not handed out before here
+    nor to another test process running now."""
     for _ in range(500):
         port = _rng.randrange(20000, 32000)
-        if port in _used_ports:
+        if port in _used_ports or not _claim_port(port):
             continue
         ok = True
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
