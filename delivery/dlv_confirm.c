@@ -1,20 +1,27 @@
 /*
  * dlv_confirm.c - the group commit of Maildir deliveries.
  *
- * A Maildir write is durable only once the new/ it was linked into is
- * synced, and the message may leave the spool only after that. Syncing in
- * each delivery made every delivery wait for a directory flush, and the
- * threads that shared one woke together and fought over the thread pool's
- * lock: most of the runner's CPU per message went to those wake-ups.
+ * A Maildir write is durable once its data and then its name in new/ are
+ * on stable storage, and the message may leave the spool only after that.
+ * Syncing in each delivery cost a flush of the disk's cache per file and
+ * made every delivery wait for a directory flush; the threads that shared
+ * one woke together and fought over the thread pool's lock.
  *
- * So the deliveries do not sync new/. A message whose deliveries have ended
- * queues here (on the loop); one pool job at a time takes the whole queue,
- * syncs the new/ of each Maildir the batch wrote to, once, and then runs
- * finish (dlv_record.c: outcomes, DSNs, removal) for the messages whose
- * finish is a plain removal; the others get a finish job each. Messages that end while a batch runs
- * form the next batch, so the batch grows with the load, as a group commit should. The order
- * promised by DESIGN.md holds: the spool removal comes after the sync that covers the file. A
- * failed sync turns the deliveries it covered into temporary failures; their files stay in new/,
+ * So the deliveries stage their files in tmp/, unsynced (maildir.h). A
+ * message whose deliveries have ended queues here (on the loop); one pool
+ * job at a time takes the whole queue and:
+ *   1. syncs the filesystem of the batch's staged files, once each
+ *      (dlv_syncfs.c), then moves each file into new/;
+ *   2. fsyncs the new/ of each Maildir the batch wrote to, once;
+ *   3. runs finish (dlv_record.c: outcomes, DSNs, removal) for the
+ *      messages whose finish is a plain removal; the others get a finish
+ *      job each.
+ * Messages that end while a batch runs form the next batch, so the batch
+ * grows with the load, as a group commit should. The order promised by
+ * DESIGN.md holds: data before name, name before the spool removal. A
+ * failed filesystem sync removes the staged files it should have covered
+ * and makes their deliveries temporary failures; a failed sync of new/
+ * does the same to the deliveries it covered, whose files stay in new/,
  * where the retry finds them by their delivery keys (maildir_find_delivered).
  */
 #include <errno.h>
@@ -28,7 +35,7 @@
 bool dlv_confirm_needed(const dlv_msg *m)
 {
     for (size_t i = 0; i < m->ntasks; i++)
-        if (m->tasks[i].wrote)
+        if (m->tasks[i].wrote || m->tasks[i].staged)
             return true;
     return false;
 }
@@ -58,12 +65,34 @@ static int sync_once(struct synced **tab, size_t *n, size_t *cap, const char *di
     return rc;
 }
 
+/* A staged file: once its filesystem's sync covers it, into new/. */
+static void publish_staged(dlv_runner *r, dlv_msg *m, dlv_task *t)
+{
+    int rc = dlv_syncfs_covered(&r->syncfs, t->dev, t->ticket);
+    if (rc == 0)
+        rc = maildir_publish(t->maildir, t->key, r->cfg->hostname, t->name, sizeof(t->name));
+    else
+        (void)maildir_discard(t->maildir, t->name);
+    t->staged = false;
+    if (rc < 0) {
+        log_err("%s: cannot deliver into %s: %s", m->id, t->maildir, strerror(-rc));
+        dlv_local_record(t, rc);
+        return;
+    }
+    t->wrote = true;
+}
+
 static void confirm_work(uv_work_t *w)
 {
     dlv_runner *r = w->data;
     struct synced *tab = NULL;
     size_t n = 0, cap = 0;
 
+    dlv_syncfs_batch(&r->syncfs);
+    for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
+        for (size_t i = 0; i < m->ntasks; i++)
+            if (m->tasks[i].staged)
+                publish_staged(r, m, &m->tasks[i]);
     for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
         for (size_t i = 0; i < m->ntasks; i++) {
             dlv_task *t = &m->tasks[i];

@@ -243,26 +243,16 @@ void dlv_local_error_reply(int err, char *reply, size_t replysz, char status[8])
     snprintf(reply, replysz, "%s %s %s: %s", code, st, what, strerror(-err));
 }
 
-int dlv_local_deliver(const char *maildir, const char *key, const char *hostname,
-                      const char *sender, const char *rcpt, int fd, bool check_dup, bool defer_sync,
-                      bool *dup)
+int dlv_local_deliver(const maildir_delivery *d, bool check_dup, bool *dup, char *name,
+                      size_t namesz)
 {
     *dup = false;
-    int rc = check_dup ? maildir_find_delivered(maildir, key, NULL, 0) : 0;
+    int rc = check_dup ? maildir_find_delivered(d->dir, d->key, NULL, 0) : 0;
     if (rc == 1) {
         *dup = true;
         return 0;
     }
     if (rc < 0)
         return rc; /* maildir_deliver would fail the same way */
-    maildir_delivery d = {
-        .dir = maildir,
-        .key = key,
-        .hostname = hostname,
-        .return_path = sender,
-        .delivered_to = rcpt,
-        .fd = fd,
-        .defer_sync = defer_sync,
-    };
-    return maildir_deliver(&d, NULL, 0);
+    return maildir_deliver(d, name, namesz);
 }

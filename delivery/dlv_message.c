@@ -148,18 +148,45 @@ void dlv_task_end(dlv_task *t)
         dlv_msg_finish(m);
 }
 
-/* The Maildir write of one local task (on the pool). */
+/* maildir_deliver's staging hook: the confirm job will sync the file's
+ * filesystem, unless it cannot hold a descriptor on it. */
+static int stage_here(void *arg, dev_t dev)
+{
+    dlv_task *t = arg;
+    if (dlv_syncfs_enter(&t->msg->r->syncfs, dev, t->maildir, &t->ticket) < 0)
+        return -1;
+    t->dev = dev;
+    return 0;
+}
+
+/*
+ * The Maildir write of one local task (on the pool). The file is staged
+ * (its data and its name in new/ made durable by the confirm job, many
+ * files at once), else in new/ waiting for new/'s sync.
+ */
 static void local_deliver(dlv_task *t)
 {
     dlv_msg *m = t->msg;
     const envelope *e = &m->e;
     bool fresh = e->arrival_us > m->r->start_us && e->rcpts[t->rcpt].attempts == 0 &&
                  !atomic_load(&m->r->store_failed);
-    t->rc = dlv_local_deliver(t->maildir, t->key, m->r->cfg->hostname, e->sender,
-                              e->rcpts[t->rcpt].addr, m->lockfd, !fresh, true, &t->dup);
+    maildir_delivery d = {
+        .dir = t->maildir,
+        .key = t->key,
+        .hostname = m->r->cfg->hostname,
+        .return_path = e->sender,
+        .delivered_to = e->rcpts[t->rcpt].addr,
+        .fd = m->lockfd,
+        .defer_sync = true,
+        .stage = stage_here,
+        .stage_arg = t,
+    };
+    int rc = dlv_local_deliver(&d, !fresh, &t->dup, t->name, sizeof(t->name));
+    t->rc = rc < 0 ? rc : 0;
+    t->staged = rc == 1;
     /* A copy found from before a restart is synced too: its first sync may
      * be the one that failed. */
-    t->wrote = t->rc == 0;
+    t->wrote = rc == 0;
 }
 
 /* Its outcome, in its recipient's own result (either thread: no two tasks

@@ -157,8 +157,15 @@ int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
     dlv_slots_init(&r->slots, cfg->concurrency, cfg->concurrency_per_destination);
     r->max_inflight = max_inflight(cfg->concurrency);
     r->confirm_tail = &r->confirm_head;
-    int rc = maps_load(cfg, diag, diag_arg, &r->maps);
+    int rc = dlv_syncfs_init(&r->syncfs);
     if (rc) {
+        dlv_slots_free(&r->slots);
+        free(r);
+        return rc;
+    }
+    rc = maps_load(cfg, diag, diag_arg, &r->maps);
+    if (rc) {
+        dlv_syncfs_free(&r->syncfs);
         dlv_slots_free(&r->slots);
         free(r);
         return rc;
@@ -362,6 +369,7 @@ void dlv_runner_free(dlv_runner *r)
         return;
     dlv_sched_free(&r->sched);
     dlv_slots_free(&r->slots);
+    dlv_syncfs_free(&r->syncfs);
     dlv_maps_unref(r->maps);
     free(r);
 }

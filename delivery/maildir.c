@@ -266,13 +266,24 @@ static void now(int64_t *sec, long *usec)
     *usec = ts.tv_nsec / 1000;
 }
 
-static int fresh_name(const maildir_delivery *d, const char *host, char *name, size_t namesz)
+static int fresh_name(const char *key, const char *host, char *name, size_t namesz)
 {
     int64_t sec;
     long usec;
 
     now(&sec, &usec);
-    return maildir_make_name(name, namesz, sec, usec, (long)proc_id(), d->key, host);
+    return maildir_make_name(name, namesz, sec, usec, (long)proc_id(), key, host);
+}
+
+/* The host part of names: the caller's, else gethostname()'s into buf. */
+static const char *pick_host(const char *host, char *buf, size_t bufsz)
+{
+    if (host != NULL)
+        return host;
+    if (gethostname(buf, bufsz) < 0)
+        snprintf(buf, bufsz, "localhost");
+    buf[bufsz - 1] = '\0';
+    return buf;
 }
 
 /* Creates tmp/NAME exclusively; a taken name (same usec) gets another try. */
@@ -281,7 +292,7 @@ static int create_tmp(int dfd, const maildir_delivery *d, const char *host, char
 {
     bool made = false;
     for (int i = 0; i < NAME_TRIES; i++) {
-        int fd, rc = fresh_name(d, host, name, namesz);
+        int fd, rc = fresh_name(d->key, host, name, namesz);
         if (rc < 0)
             return rc;
         if ((size_t)snprintf(tmp, tmpsz, "tmp/%s", name) >= tmpsz)
@@ -331,14 +342,14 @@ static int move_once(int dfd, const char *tmp, const char *dst, bool *no_flags)
     return -errno;
 }
 
-static int publish(int dfd, const maildir_delivery *d, const char *host, const char *tmp,
-                   char *name, size_t namesz)
+static int publish(int dfd, const char *key, const char *host, const char *tmp, char *name,
+                   size_t namesz)
 {
     char dst[MAILDIR_NAME_MAX + 8];
     bool made = false, no_flags = false;
 
     for (int i = 0; i < NAME_TRIES; i++) {
-        if (i > 0 && fresh_name(d, host, name, namesz) < 0)
+        if (i > 0 && fresh_name(key, host, name, namesz) < 0)
             return -ENAMETOOLONG;
         if ((size_t)snprintf(dst, sizeof(dst), "new/%s", name) >= sizeof(dst))
             return -ENAMETOOLONG;
@@ -359,25 +370,39 @@ static int publish(int dfd, const maildir_delivery *d, const char *host, const c
     return -EEXIST;
 }
 
+/*
+ * Staging: the caller takes the file's data sync into its own hands when
+ * its hook says so, called once tmp/NAME exists and before a byte is in it
+ * (so any error writing the data back is one the caller's sync will see).
+ */
+static bool staged_by_caller(const maildir_delivery *d, int fd, int *rc)
+{
+    struct stat st;
+    if (d->stage == NULL)
+        return false;
+    if (fstat(fd, &st) < 0) {
+        *rc = -errno;
+        return false;
+    }
+    return d->stage(d->stage_arg, st.st_dev) == 0;
+}
+
 int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
 {
     char hostbuf[HOST_NAME_MAX + 1];
     char name[MAILDIR_NAME_MAX], tmp[MAILDIR_NAME_MAX + 8];
     const char *host;
-    int dfd, fd, rc;
+    int dfd, fd, rc = 0;
+    bool staged;
 
     if (d == NULL || d->dir == NULL || d->dir[0] == '\0' || d->fd < 0 || !maildir_key_valid(d->key))
         return -EINVAL;
     if ((d->return_path && !header_value_ok(d->return_path)) ||
         (d->delivered_to && !header_value_ok(d->delivered_to)))
         return -EINVAL;
-    host = d->hostname;
-    if (host == NULL) {
-        if (gethostname(hostbuf, sizeof(hostbuf)) < 0)
-            snprintf(hostbuf, sizeof(hostbuf), "localhost");
-        hostbuf[sizeof(hostbuf) - 1] = '\0';
-        host = hostbuf;
-    }
+    if (d->stage != NULL && (name_out == NULL || name_len < MAILDIR_NAME_MAX))
+        return -EINVAL; /* a staged file is known by its name only */
+    host = pick_host(d->hostname, hostbuf, sizeof(hostbuf));
 
     dfd = open_maildir(d->dir);
     if (dfd < 0)
@@ -387,23 +412,30 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
         close(dfd);
         return fd;
     }
+    staged = staged_by_caller(d, fd, &rc);
     char *head = NULL;
     size_t headlen = 0;
-    rc = make_headers(d, &head, &headlen);
+    if (rc == 0)
+        rc = make_headers(d, &head, &headlen);
     if (rc == 0)
         rc = copy_message(d->fd, fd, head, headlen);
     free(head);
     /* Data before name: the file is durable before new/ shows it. */
-    if (rc == 0 && fdatasync(fd) < 0)
+    if (rc == 0 && !staged && fdatasync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
         rc = -errno; /* NFS reports write errors as late as close() */
-    if (rc == 0)
-        rc = publish(dfd, d, host, tmp, name, sizeof(name));
+    if (rc == 0 && !staged)
+        rc = publish(dfd, d->key, host, tmp, name, sizeof(name));
     if (rc < 0) {
         (void)unlinkat(dfd, tmp, 0);
         close(dfd);
         return rc;
+    }
+    if (staged) {
+        close(dfd);
+        snprintf(name_out, name_len, "%s", name);
+        return 1;
     }
     /* Now the name: after this the delivery survives a power cut. */
     rc = d->defer_sync ? 0 : sync_dir(dfd, "new");
@@ -413,6 +445,43 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
     if (name_out && name_len > 0)
         snprintf(name_out, name_len, "%s", name);
     return 0;
+}
+
+/* A staged name must be one of ours: no path, no dot file. */
+static bool staged_name_ok(const char *name)
+{
+    return name != NULL && name[0] != '\0' && name[0] != '.' && strchr(name, '/') == NULL &&
+           strlen(name) < MAILDIR_NAME_MAX;
+}
+
+int maildir_publish(const char *dir, const char *key, const char *hostname, char *name,
+                    size_t namesz)
+{
+    char hostbuf[HOST_NAME_MAX + 1], tmp[MAILDIR_NAME_MAX + 8];
+
+    if (dir == NULL || !maildir_key_valid(key) || !staged_name_ok(name) ||
+        namesz < MAILDIR_NAME_MAX)
+        return -EINVAL;
+    snprintf(tmp, sizeof(tmp), "tmp/%s", name);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    int rc = publish(dfd, key, pick_host(hostname, hostbuf, sizeof(hostbuf)), tmp, name, namesz);
+    if (rc < 0)
+        (void)unlinkat(dfd, tmp, 0);
+    close(dfd);
+    return rc;
+}
+
+int maildir_discard(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+
+    if (dir == NULL || !staged_name_ok(name))
+        return -EINVAL;
+    if ((size_t)snprintf(path, sizeof(path), "%s/tmp/%s", dir, name) >= sizeof(path))
+        return -ENAMETOOLONG;
+    return unlink(path) < 0 ? -errno : 0;
 }
 
 /* Whether a file name carries "P<digits>Q<key>." before its ":2,..." info part. */

@@ -17,7 +17,9 @@
 #include "dlv_runner.h"
 #include "dlv_sched.h"
 #include "dlv_slots.h"
+#include "dlv_syncfs.h"
 #include "envelope.h"
+#include "maildir.h"
 #include "map.h"
 #include "spool.h"
 
@@ -75,6 +77,7 @@ struct dlv_runner {
     dlv_transport *transport;
     dlv_sched sched;
     dlv_slots slots;
+    dlv_syncfs syncfs; /* the data sync of staged Maildir files */
     dlv_maps *maps;
     dlv_notify notify;
 
@@ -134,7 +137,11 @@ typedef struct dlv_task {
     bool started;
     bool inline_ran; /* delivered in prepare's pool job (deliver_inline) */
     bool wrote;      /* a new file in the Maildir's new/, which is not synced yet */
-    char *dest;      /* "local" or the next hop */
+    bool staged;     /* the file is in tmp/ as name, its data not synced yet */
+    dev_t dev;       /* staged: its filesystem, */
+    unsigned ticket; /* and its place in that filesystem's syncs (dlv_syncfs.h) */
+    char name[MAILDIR_NAME_MAX];
+    char *dest; /* "local" or the next hop */
     /* local: one recipient into one Maildir */
     size_t rcpt;
     char *maildir;

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "map.h"
+#include "maildir.h"
 
 #define DLV_ALIAS_DEPTH_MAX 20
 #define DLV_ALIAS_TARGETS_MAX 1000
@@ -68,16 +69,14 @@ bool dlv_addr_equal(const char *a, const char *b);
 void dlv_local_error_reply(int err, char *reply, size_t replysz, char status[8]);
 
 /*
- * One Maildir delivery, blocking (thread pool). With check_dup it first
- * looks for an earlier copy with this key (a crash after the write, before
- * the envelope update: a listing of new/ and cur/); the caller passes false
- * only when no earlier attempt can have written one. Returns 0 (delivered;
- * *dup set when it was already there) or a negative errno. With defer_sync
- * the file is in new/ but new/ is not synced: the caller's maildir_sync_new
- * makes it a delivery.
+ * One Maildir delivery of d, blocking (thread pool). With check_dup it
+ * first looks for an earlier copy with d's key (a crash after the write,
+ * before the envelope update: a listing of new/ and cur/); the caller
+ * passes false only when no earlier attempt can have written one. Returns
+ * what maildir_deliver does (0 delivered, 1 staged with its name in name,
+ * or a negative errno); 0 with *dup set when the copy was already there.
  */
-int dlv_local_deliver(const char *maildir, const char *key, const char *hostname,
-                      const char *sender, const char *rcpt, int fd, bool check_dup, bool defer_sync,
-                      bool *dup);
+int dlv_local_deliver(const maildir_delivery *d, bool check_dup, bool *dup, char *name,
+                      size_t namesz);
 
 #endif

@@ -17,6 +17,13 @@
  * hands (defer_sync, then one maildir_sync_new for many files): it must
  * not count a delivery as done before that sync has returned.
  *
+ * It may take the data's sync too (stage): the file is then written to
+ * tmp/ and left there unsynced, and the caller makes many such files
+ * durable at once (one syncfs() of their filesystem, rather than a flush of
+ * the disk's cache per file), then moves each into new/ (maildir_publish),
+ * or removes it (maildir_discard) when that sync failed. The order of the
+ * spec holds: no name in new/ before its data is on stable storage.
+ *
  * NAME is "<sec>.M<usec>P<pid>Q<key>.<host>": the Q part carries the
  * caller's delivery key (queue id and recipient index), so that after a
  * crash between "in new/" and "envelope updated" maildir_find_delivered()
@@ -40,6 +47,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * Longest key accepted; longest name we make (the host part is cut to fit,
@@ -59,11 +67,24 @@ typedef struct maildir_delivery {
     const char *delivered_to; /* "Delivered-To: ..." second; NULL = no line */
     int fd;                   /* the message (CRLF ends), read with pread from offset 0 to EOF */
     bool defer_sync;          /* leave new/'s fsync to the caller (maildir_sync_new) */
+    /*
+     * Staging, when not NULL: called with the filesystem of tmp/NAME once
+     * the file exists and before a byte is written to it. Returning 0 makes
+     * the data's sync the caller's: maildir_deliver leaves the file in tmp/
+     * and returns 1. Anything else: the file is synced and moved here, as
+     * without a hook. A caller that syncs with syncfs() must hold a
+     * descriptor on that filesystem from before this call, so that a
+     * failure to write the data back is reported to it.
+     */
+    int (*stage)(void *arg, dev_t dev);
+    void *stage_arg;
 } maildir_delivery;
 
 /*
  * Delivers d. On success the file name in new/ goes to name_out (if not
- * NULL; MAILDIR_NAME_MAX bytes is always enough) and 0 is returned. A
+ * NULL; MAILDIR_NAME_MAX bytes is always enough) and 0 is returned; a
+ * staged file (see stage) returns 1 with its name in tmp/ in name_out,
+ * which is then required. A
  * return_path or delivered_to holding CR, LF or other control characters
  * is refused with -EINVAL (header injection).
  *
@@ -72,6 +93,18 @@ typedef struct maildir_delivery {
  * returned: the retry will find it with maildir_find_delivered().
  */
 int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len);
+
+/*
+ * After maildir_deliver returned 1 (staged) and the caller made the file
+ * durable: moves tmp/NAME into new/, under a fresh name if NAME is taken
+ * there (name is updated; namesz at least MAILDIR_NAME_MAX). new/ is not
+ * synced: maildir_sync_new. On failure tmp/NAME is removed. 0 or -errno.
+ */
+int maildir_publish(const char *dir, const char *key, const char *hostname, char *name,
+                    size_t namesz);
+
+/* Removes a staged tmp/NAME that will not be published. 0 or -errno. */
+int maildir_discard(const char *dir, const char *name);
 
 /*
  * fsyncs <dir>/new: after it returns, every file linked there before the

@@ -419,6 +419,102 @@ static void test_errors(void **state)
     close(fd);
 }
 
+/* The staging hook: remembers the filesystem, says yes or no. */
+struct stage_probe {
+    int answer;
+    int calls;
+    dev_t dev;
+};
+
+static int probe_stage(void *arg, dev_t dev)
+{
+    struct stage_probe *p = arg;
+    p->calls++;
+    p->dev = dev;
+    return p->answer;
+}
+
+static void test_staged(void **state)
+{
+    static const char msg[] = "Subject: s\r\n\r\nstaged\r\n";
+    char md[512], sub[1024], name[MAILDIR_NAME_MAX], first[MAILDIR_NAME_MAX];
+    struct stat st;
+    struct stage_probe probe = {.answer = 0};
+    int fd = msg_fd(msg, sizeof(msg) - 1);
+    maildir_delivery d = {
+        .key = "K_5", .hostname = "h", .fd = fd, .stage = probe_stage, .stage_arg = &probe};
+    (void)state;
+
+    path(md, sizeof(md), "Staged");
+    d.dir = md;
+    /* A staged file needs room for its name. */
+    assert_int_equal(maildir_deliver(&d, NULL, 0), -EINVAL);
+    assert_int_equal(maildir_deliver(&d, name, 10), -EINVAL);
+    assert_int_equal(probe.calls, 0);
+
+    /* Staged: in tmp/ with all its bytes, nothing in new/, the hook told
+     * which filesystem. */
+    assert_int_equal(maildir_deliver(&d, name, sizeof(name)), 1);
+    assert_int_equal(probe.calls, 1);
+    assert_int_equal(stat(md, &st), 0);
+    assert_true(probe.dev == st.st_dev);
+    snprintf(sub, sizeof(sub), "%s/new", md);
+    assert_int_equal(count_entries(sub), 0);
+    snprintf(sub, sizeof(sub), "%s/tmp/%s", md, name);
+    size_t len;
+    char *got = slurp(sub, &len);
+    assert_true(len == strlen("Subject: s\n\nstaged\n"));
+    assert_memory_equal(got, "Subject: s\n\nstaged\n", len);
+    free(got);
+
+    /* Published: the same bytes, now in new/, none left in tmp/. */
+    snprintf(first, sizeof(first), "%s", name);
+    assert_int_equal(maildir_publish(md, d.key, d.hostname, name, sizeof(name)), 0);
+    assert_string_equal(name, first);
+    snprintf(sub, sizeof(sub), "%s/new/%s", md, name);
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal((size_t)st.st_size, len);
+    snprintf(sub, sizeof(sub), "%s/tmp", md);
+    assert_int_equal(count_entries(sub), 0);
+    assert_int_equal(maildir_find_delivered(md, d.key, NULL, 0), 1);
+
+    /* A name already taken in new/ gets a fresh one; nothing is replaced. */
+    assert_int_equal(maildir_deliver(&d, name, sizeof(name)), 1);
+    char from[1200], to[1200];
+    snprintf(from, sizeof(from), "%s/tmp/%s", md, name);
+    snprintf(to, sizeof(to), "%s/tmp/%s", md, first);
+    assert_int_equal(rename(from, to), 0);
+    snprintf(name, sizeof(name), "%s", first);
+    assert_int_equal(maildir_publish(md, d.key, d.hostname, name, sizeof(name)), 0);
+    assert_string_not_equal(name, first);
+    snprintf(sub, sizeof(sub), "%s/new", md);
+    assert_int_equal(count_entries(sub), 2);
+
+    /* Discarded: gone from tmp/, never in new/. */
+    assert_int_equal(maildir_deliver(&d, name, sizeof(name)), 1);
+    assert_int_equal(maildir_discard(md, name), 0);
+    assert_int_equal(maildir_discard(md, name), -ENOENT);
+    assert_int_equal(count_entries(sub), 2);
+    snprintf(sub, sizeof(sub), "%s/tmp", md);
+    assert_int_equal(count_entries(sub), 0);
+
+    /* A publish whose tmp/ file is gone fails, and names are checked. */
+    assert_int_equal(maildir_publish(md, d.key, d.hostname, name, sizeof(name)), -ENOENT);
+    char bad[MAILDIR_NAME_MAX] = "../new/x";
+    assert_int_equal(maildir_publish(md, d.key, d.hostname, bad, sizeof(bad)), -EINVAL);
+    assert_int_equal(maildir_discard(md, "../cur"), -EINVAL);
+    assert_int_equal(maildir_discard(md, ".."), -EINVAL);
+
+    /* A hook that declines: delivered here, as without one. */
+    probe.answer = -1;
+    assert_int_equal(maildir_deliver(&d, name, sizeof(name)), 0);
+    snprintf(sub, sizeof(sub), "%s/new/%s", md, name);
+    assert_int_equal(stat(sub, &st), 0);
+    snprintf(sub, sizeof(sub), "%s/tmp", md);
+    assert_int_equal(count_entries(sub), 0);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_make_name),
         cmocka_unit_test(test_find_delivered),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_staged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
