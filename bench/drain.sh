@@ -8,7 +8,10 @@
 # namespace whose resolv.conf names 127.0.0.1, so no lookup leaves the
 # machine) and smtp-source (package postfix). N=5000 by default; WORK
 # (default /var/tmp/sluice-drain) holds the spool and Maildirs, on the disk
-# being measured. Asserts nothing.
+# being measured. PREFILL=K puts K older messages into each Maildir first
+# (in cur/, named as earlier deliveries left them): every message here
+# arrived before the runner started, so each delivery must rule out a copy
+# of its own among them. Asserts nothing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=$(cd "${1:-$root/build-bench/bin}" && pwd)
@@ -31,6 +34,17 @@ for u in u1 u2 u3 u4 u5; do
     mkdir -p "mail/$u/new" "mail/$u/cur" "mail/$u/tmp"
     echo "$u@bench.test $work/mail/$u" >>mailboxes
 done
+if [ "${PREFILL:-0}" -gt 0 ]; then
+    python3 - "$PREFILL" mail/u1 mail/u2 mail/u3 mail/u4 mail/u5 <<'PY'
+import os, sys
+k = int(sys.argv[1])
+for md in sys.argv[2:]:
+    for i in range(k):
+        name = f"1700000000.M{i:06d}P1Q18F3A2B4C5D6{i % 10}_{i}.old.bench.test"
+        with open(os.path.join(md, "cur", name + ":2,S"), "w") as f:
+            f.write("Subject: old\n\nold\n")
+PY
+fi
 cat >sluice.conf <<EOF
 [server]
 hostname = mx.bench.test

@@ -79,6 +79,7 @@ static void publish_staged(dlv_runner *r, dlv_msg *m, dlv_task *t)
         dlv_local_record(t, rc);
         return;
     }
+    dlv_keyindex_add(&r->keyindex, t->maildir, t->key);
     t->wrote = true;
 }
 

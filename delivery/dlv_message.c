@@ -170,6 +170,7 @@ static void local_deliver(dlv_task *t)
     const envelope *e = &m->e;
     bool fresh = e->arrival_us > m->r->start_us && e->rcpts[t->rcpt].attempts == 0 &&
                  !atomic_load(&m->r->store_failed);
+    bool check = !fresh && dlv_keyindex_may_hold(&m->r->keyindex, t->maildir, t->key);
     maildir_delivery d = {
         .dir = t->maildir,
         .key = t->key,
@@ -181,7 +182,9 @@ static void local_deliver(dlv_task *t)
         .stage = stage_here,
         .stage_arg = t,
     };
-    int rc = dlv_local_deliver(&d, !fresh, &t->dup, t->name, sizeof(t->name));
+    int rc = dlv_local_deliver(&d, check, &t->dup, t->name, sizeof(t->name));
+    if (rc == 0 && !t->dup)
+        dlv_keyindex_add(&m->r->keyindex, t->maildir, t->key); /* in new/ already */
     t->rc = rc < 0 ? rc : 0;
     t->staged = rc == 1;
     /* A copy found from before a restart is synced too: its first sync may

@@ -163,7 +163,9 @@ int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
         free(r);
         return rc;
     }
-    rc = maps_load(cfg, diag, diag_arg, &r->maps);
+    rc = dlv_keyindex_init(&r->keyindex);
+    if (rc == 0 && (rc = maps_load(cfg, diag, diag_arg, &r->maps)) != 0)
+        dlv_keyindex_free(&r->keyindex);
     if (rc) {
         dlv_syncfs_free(&r->syncfs);
         dlv_slots_free(&r->slots);
@@ -370,6 +372,7 @@ void dlv_runner_free(dlv_runner *r)
     dlv_sched_free(&r->sched);
     dlv_slots_free(&r->slots);
     dlv_syncfs_free(&r->syncfs);
+    dlv_keyindex_free(&r->keyindex);
     dlv_maps_unref(r->maps);
     free(r);
 }

@@ -499,59 +499,104 @@ static bool name_has_key(const char *name, const char *key, size_t klen)
     return false;
 }
 
-int maildir_find_delivered(const char *dir, const char *key, char *name_out, size_t name_len)
+/*
+ * Calls fn for every name in <dir>/new, then <dir>/cur (in that order: a
+ * reader moving a file from new/ to cur/ meanwhile is seen in cur/).
+ * fn returns 0 to go on; anything else stops the walk and is returned. A
+ * missing Maildir or subfolder has no names.
+ */
+static int each_name(const char *dir, int (*fn)(void *arg, const char *name), void *arg)
 {
     static const char *const sub[] = {"new", "cur"};
-    size_t klen;
-    int dfd;
-
-    if (dir == NULL || !maildir_key_valid(key))
-        return -EINVAL;
-    klen = strlen(key);
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return errno == ENOENT ? 0 : -errno;
-    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
-        struct dirent *de;
-        DIR *dp;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof(sub) / sizeof(sub[0]); i++) {
         int fd = openat(dfd, sub[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0) {
-            if (errno == ENOENT)
-                continue;
-            int rc = -errno;
-            close(dfd);
-            return rc;
+            if (errno != ENOENT)
+                rc = -errno;
+            continue;
         }
-        dp = fdopendir(fd);
+        DIR *dp = fdopendir(fd);
         if (dp == NULL) {
-            int rc = -errno;
+            rc = -errno;
             close(fd);
-            close(dfd);
-            return rc;
+            break;
         }
         for (;;) {
             errno = 0;
-            de = readdir(dp);
-            if (de == NULL)
+            struct dirent *de = readdir(dp);
+            if (de == NULL) {
+                if (errno != 0)
+                    rc = -errno;
                 break;
-            if (de->d_name[0] == '.')
-                continue;
-            if (name_has_key(de->d_name, key, klen)) {
-                if (name_out && name_len > 0)
-                    snprintf(name_out, name_len, "%s", de->d_name);
-                closedir(dp);
-                close(dfd);
-                return 1;
             }
-        }
-        if (errno != 0) {
-            int rc = -errno;
-            closedir(dp);
-            close(dfd);
-            return rc;
+            if (de->d_name[0] != '.' && (rc = fn(arg, de->d_name)) != 0)
+                break;
         }
         closedir(dp);
     }
     close(dfd);
+    return rc;
+}
+
+struct find_arg {
+    const char *key;
+    size_t klen;
+    char *name_out;
+    size_t name_len;
+};
+
+static int find_one(void *arg, const char *name)
+{
+    struct find_arg *f = arg;
+    if (!name_has_key(name, f->key, f->klen))
+        return 0;
+    if (f->name_out && f->name_len > 0)
+        snprintf(f->name_out, f->name_len, "%s", name);
+    return 1;
+}
+
+int maildir_find_delivered(const char *dir, const char *key, char *name_out, size_t name_len)
+{
+    if (dir == NULL || !maildir_key_valid(key))
+        return -EINVAL;
+    struct find_arg f = {key, strlen(key), name_out, name_len};
+    return each_name(dir, find_one, &f);
+}
+
+struct keys_arg {
+    int (*fn)(void *arg, const char *key, size_t klen);
+    void *arg;
+};
+
+/* Every "<digit>Q<key>." in the name before its info part: each place
+ * name_has_key could match, so the keys given are a superset of its. */
+static int keys_of(void *arg, const char *name)
+{
+    struct keys_arg *k = arg;
+    const char *colon = strchr(name, ':');
+    size_t base = colon ? (size_t)(colon - name) : strlen(name);
+    for (size_t i = 1; i + 2 < base; i++) {
+        if (name[i] != 'Q' || name[i - 1] < '0' || name[i - 1] > '9')
+            continue;
+        const char *key = name + i + 1;
+        const char *dot = memchr(key, '.', base - i - 1);
+        if (dot == NULL || dot == key)
+            continue;
+        int rc = k->fn(k->arg, key, (size_t)(dot - key));
+        if (rc != 0)
+            return rc;
+    }
     return 0;
+}
+
+int maildir_each_key(const char *dir, int (*fn)(void *arg, const char *key, size_t klen), void *arg)
+{
+    if (dir == NULL || fn == NULL)
+        return -EINVAL;
+    struct keys_arg k = {fn, arg};
+    return each_name(dir, keys_of, &k);
 }

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "dlv_keyindex.h"
 #include "dlv_runner.h"
 #include "dlv_sched.h"
 #include "dlv_slots.h"
@@ -77,7 +78,8 @@ struct dlv_runner {
     dlv_transport *transport;
     dlv_sched sched;
     dlv_slots slots;
-    dlv_syncfs syncfs; /* the data sync of staged Maildir files */
+    dlv_syncfs syncfs;     /* the data sync of staged Maildir files */
+    dlv_keyindex keyindex; /* the delivery keys each Maildir may hold */
     dlv_maps *maps;
     dlv_notify notify;
 

@@ -122,6 +122,16 @@ int maildir_sync_new(const char *dir);
 int maildir_find_delivered(const char *dir, const char *key, char *name_out, size_t name_len);
 
 /*
+ * Calls fn with each delivery key carried by a name in <dir>/new, then
+ * <dir>/cur: every key maildir_find_delivered could match there, and
+ * maybe more (a host part may look like one). fn returns 0 to go on;
+ * anything else stops the walk and is returned. 0 for a missing Maildir;
+ * else 0 or a negative errno.
+ */
+int maildir_each_key(const char *dir, int (*fn)(void *arg, const char *key, size_t klen),
+                     void *arg);
+
+/*
  * Builds a unique name from its parts: "<sec>.M<usec>P<pid>Q<key>.<host>",
  * '/' and ':' in host written as "\057" and "\072" (the spec's escaping),
  * the host cut so that the name stays within MAILDIR_NAME_LIMIT.
