@@ -101,24 +101,49 @@ _used_ports = set()
 _rng = random.SystemRandom()
 # Tests run in parallel (ctest -j): a port found free here may be found free
 # by another test process before either binds it. Each port handed out is
-# claimed with a lock file held until this process exits.
+# claimed with a lock file held until this process exits, which then removes
+# it (a killed process leaves an empty file, which the next claim reuses).
 _PORT_CLAIMS = os.path.join(tempfile.gettempdir(), "sluice-test-ports")
 _port_claims = []
 
 
 def _claim_port(port):
-    try:
-        os.makedirs(_PORT_CLAIMS, mode=0o777, exist_ok=True)
-        f = open(os.path.join(_PORT_CLAIMS, str(port)), "a")
-    except OSError:
-        return True  # no shared folder to claim in: the bind probe alone
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    path = os.path.join(_PORT_CLAIMS, str(port))
+    for _ in range(3):
+        try:
+            os.makedirs(_PORT_CLAIMS, mode=0o777, exist_ok=True)
+            f = open(path, "a")
+        except OSError:
+            return True  # no shared folder to claim in: the bind probe alone
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return False
+        # The holder before us removes the name as it leaves: a lock taken
+        # on the file it removed claims nothing, so the name must still be
+        # this file.
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                _port_claims.append((path, f))
+                return True
+        except FileNotFoundError:
+            pass
         f.close()
-        return False
-    _port_claims.append(f)
-    return True
+    return False
+
+
+def _release_ports():
+    for path, f in _port_claims:
+        try:
+            os.unlink(path)  # still locked: nobody can claim it in between
+        except OSError:
+            pass
+        f.close()
+    _port_claims.clear()
+
+
+atexit.register(_release_ports)
 
 
 def free_port():

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,30 +17,22 @@
 
 #include <cmocka.h>
 
+#include "scratch_dir.h"
+
 #include "sluice/dlv_keyindex.h"
 
 static char g_root[256];
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_root, sizeof(g_root), "%s/sluice-keyindex-XXXXXX", t && *t ? t : "/tmp");
     (void)state;
-    return mkdtemp(g_root) ? 0 : -1;
+    return scratch_make(g_root, sizeof(g_root), "keyindex");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    return nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return scratch_remove(g_root);
 }
 
 static void touch(const char *md, const char *sub, const char *name)

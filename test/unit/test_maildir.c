@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,32 +16,22 @@
 
 #include <cmocka.h>
 
+#include "scratch_dir.h"
+
 #include "sluice/maildir.h"
 
 static char g_root[256];
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_root, sizeof(g_root), "%s/sluice-maildir-XXXXXX", t && *t ? t : "/tmp");
-    if (mkdtemp(g_root) == NULL)
-        return -1;
     (void)state;
-    return 0;
+    return scratch_make(g_root, sizeof(g_root), "maildir");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    return nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return scratch_remove(g_root);
 }
 
 static void path(char *out, size_t n, const char *rel)
