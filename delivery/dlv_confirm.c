@@ -25,8 +25,10 @@
  * where the retry finds them by their delivery keys (maildir_find_delivered).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sluice/dlv_core.h"
 #include "sluice/log.h"
@@ -40,39 +42,60 @@ bool dlv_confirm_needed(const dlv_msg *m)
     return false;
 }
 
-struct synced {
+/* A Maildir the batch touches: opened once for its moves and its sync. */
+struct folder {
     const char *dir;
-    int rc;
+    int dfd; /* or -errno */
+    bool synced;
+    int rc; /* of the sync */
 };
 
-/* The outcome of dir's sync in the batch's table, syncing it on first use;
- * without a table (out of memory) every caller syncs on its own. */
-static int sync_once(struct synced **tab, size_t *n, size_t *cap, const char *dir)
+struct folders {
+    struct folder *v;
+    size_t n, cap;
+};
+
+/* dir's entry, opening it on first use; NULL without memory (the caller
+ * then works by path). */
+static struct folder *folder_of(struct folders *fs, const char *dir)
 {
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp((*tab)[i].dir, dir) == 0)
-            return (*tab)[i].rc;
-    int rc = maildir_sync_new(dir);
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 8;
-        struct synced *v = realloc(*tab, ncap * sizeof(*v));
+    for (size_t i = 0; i < fs->n; i++)
+        if (strcmp(fs->v[i].dir, dir) == 0)
+            return &fs->v[i];
+    if (fs->n == fs->cap) {
+        size_t ncap = fs->cap ? fs->cap * 2 : 8;
+        struct folder *v = realloc(fs->v, ncap * sizeof(*v));
         if (!v)
-            return rc;
-        *tab = v;
-        *cap = ncap;
+            return NULL;
+        fs->v = v;
+        fs->cap = ncap;
     }
-    (*tab)[(*n)++] = (struct synced){dir, rc};
-    return rc;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fs->v[fs->n] = (struct folder){.dir = dir, .dfd = dfd < 0 ? -errno : dfd};
+    return &fs->v[fs->n++];
+}
+
+static void folders_close(struct folders *fs)
+{
+    for (size_t i = 0; i < fs->n; i++)
+        if (fs->v[i].dfd >= 0)
+            close(fs->v[i].dfd);
+    free(fs->v);
 }
 
 /* A staged file: once its filesystem's sync covers it, into new/. */
-static void publish_staged(dlv_runner *r, dlv_msg *m, dlv_task *t)
+static void publish_staged(dlv_runner *r, struct folders *fs, dlv_msg *m, dlv_task *t)
 {
     int rc = dlv_syncfs_covered(&r->syncfs, t->dev, t->ticket);
-    if (rc == 0)
-        rc = maildir_publish(t->maildir, t->key, r->cfg->hostname, t->name, sizeof(t->name));
-    else
-        (void)maildir_discard(t->maildir, t->name);
+    if (rc == 0) {
+        struct folder *f = folder_of(fs, t->maildir);
+        if (f == NULL)
+            rc = maildir_publish(t->maildir, t->key, r->cfg->hostname, t->name, sizeof(t->name));
+        else if ((rc = f->dfd) >= 0)
+            rc = maildir_publish_at(f->dfd, t->key, r->cfg->hostname, t->name, sizeof(t->name));
+    }
+    if (rc < 0)
+        (void)maildir_discard(t->maildir, t->name); /* if the move did not */
     t->staged = false;
     if (rc < 0) {
         log_err("%s: cannot deliver into %s: %s", m->id, t->maildir, strerror(-rc));
@@ -83,30 +106,42 @@ static void publish_staged(dlv_runner *r, dlv_msg *m, dlv_task *t)
     t->wrote = true;
 }
 
+/* The sync of dir's new/, once per batch. */
+static int sync_new_once(struct folders *fs, const char *dir)
+{
+    struct folder *f = folder_of(fs, dir);
+    if (f == NULL)
+        return maildir_sync_new(dir);
+    if (!f->synced) {
+        f->rc = f->dfd < 0 ? f->dfd : maildir_sync_new_at(f->dfd);
+        f->synced = true;
+    }
+    return f->rc;
+}
+
 static void confirm_work(uv_work_t *w)
 {
     dlv_runner *r = w->data;
-    struct synced *tab = NULL;
-    size_t n = 0, cap = 0;
+    struct folders fs = {0};
 
     dlv_syncfs_batch(&r->syncfs);
     for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
         for (size_t i = 0; i < m->ntasks; i++)
             if (m->tasks[i].staged)
-                publish_staged(r, m, &m->tasks[i]);
+                publish_staged(r, &fs, m, &m->tasks[i]);
     for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
         for (size_t i = 0; i < m->ntasks; i++) {
             dlv_task *t = &m->tasks[i];
             if (!t->wrote)
                 continue;
-            int rc = sync_once(&tab, &n, &cap, t->maildir);
+            int rc = sync_new_once(&fs, t->maildir);
             if (rc < 0) {
                 log_err("%s: cannot sync %s/new: %s", m->id, t->maildir, strerror(-rc));
                 dlv_local_record(t, rc);
             }
             t->wrote = false;
         }
-    free(tab);
+    folders_close(&fs);
     for (dlv_msg *m = r->confirm_batch; m; m = m->cnext)
         if (dlv_finish_is_removal(m)) {
             dlv_attempt_finish(m);

@@ -246,6 +246,11 @@ static int sync_dir(int dfd, const char *sub)
     return rc;
 }
 
+int maildir_sync_new_at(int dfd)
+{
+    return dfd < 0 ? -EBADF : sync_dir(dfd, "new");
+}
+
 int maildir_sync_new(const char *dir)
 {
     if (dir == NULL || dir[0] == '\0')
@@ -454,21 +459,28 @@ static bool staged_name_ok(const char *name)
            strlen(name) < MAILDIR_NAME_MAX;
 }
 
-int maildir_publish(const char *dir, const char *key, const char *hostname, char *name,
-                    size_t namesz)
+int maildir_publish_at(int dfd, const char *key, const char *hostname, char *name, size_t namesz)
 {
     char hostbuf[HOST_NAME_MAX + 1], tmp[MAILDIR_NAME_MAX + 8];
 
-    if (dir == NULL || !maildir_key_valid(key) || !staged_name_ok(name) ||
-        namesz < MAILDIR_NAME_MAX)
+    if (dfd < 0 || !maildir_key_valid(key) || !staged_name_ok(name) || namesz < MAILDIR_NAME_MAX)
         return -EINVAL;
     snprintf(tmp, sizeof(tmp), "tmp/%s", name);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
     int rc = publish(dfd, key, pick_host(hostname, hostbuf, sizeof(hostbuf)), tmp, name, namesz);
     if (rc < 0)
         (void)unlinkat(dfd, tmp, 0);
+    return rc;
+}
+
+int maildir_publish(const char *dir, const char *key, const char *hostname, char *name,
+                    size_t namesz)
+{
+    if (dir == NULL)
+        return -EINVAL;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    int rc = maildir_publish_at(dfd, key, hostname, name, namesz);
     close(dfd);
     return rc;
 }

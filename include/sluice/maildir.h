@@ -102,6 +102,8 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len);
  */
 int maildir_publish(const char *dir, const char *key, const char *hostname, char *name,
                     size_t namesz);
+/* The same in the Maildir open as dfd (a caller moving many files). */
+int maildir_publish_at(int dfd, const char *key, const char *hostname, char *name, size_t namesz);
 
 /* Removes a staged tmp/NAME that will not be published. 0 or -errno. */
 int maildir_discard(const char *dir, const char *name);
@@ -111,6 +113,8 @@ int maildir_discard(const char *dir, const char *name);
  * call survives a power cut. 0 or a negative errno.
  */
 int maildir_sync_new(const char *dir);
+/* The same for the Maildir open as dfd. */
+int maildir_sync_new_at(int dfd);
 
 /*
  * Whether a message with this delivery key is already in <dir>/new or
