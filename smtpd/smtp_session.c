@@ -24,7 +24,7 @@
 #define RBUF_SIZE (64u * 1024u)
 
 static void session_process(smtp_session *s);
-static void session_flush(smtp_session *s);
+static bool session_flush(smtp_session *s);
 
 void smtp_session_ref(smtp_session *s)
 {
@@ -204,16 +204,21 @@ static void on_write(uv_write_t *req, int status)
 
 static void start_tls(smtp_session *s);
 
-static void session_flush(smtp_session *s)
+/*
+ * Sends what the replies (and TLS) have queued. Returns true when it all
+ * went out at once: then no write is in flight and nothing will call back,
+ * so the caller goes on with input that output had held back.
+ */
+static bool session_flush(smtp_session *s)
 {
     if (s->closing || s->writing)
-        return;
+        return false;
     if (s->tls_on) {
         /* plaintext replies become ciphertext; handshake records join them */
         if (s->out.len && s->tls.handshake_done) {
             if (tls_conn_write(&s->tls, s->out.data, s->out.len) < 0) {
                 smtp_session_close(s);
-                return;
+                return false;
             }
             sbuf_reset(&s->out);
         }
@@ -229,20 +234,43 @@ static void session_flush(smtp_session *s)
     if (s->wout.len == 0) {
         if (s->quitting)
             smtp_session_close(s);
-        return;
+        return false;
     }
-    uv_buf_t b = uv_buf_init(s->wout.data, (unsigned)s->wout.len);
-    s->wreq.data = s;
-    int rc = uv_write(&s->wreq, &s->io.stream, &b, 1, on_write);
-    if (rc < 0) {
+    /*
+     * A reply almost always fits in the socket's buffer: written here, it
+     * needs no write request, and libuv then has no completion to queue and
+     * no poll registration to touch (one epoll_ctl per reply otherwise).
+     */
+    int n = uv_try_write(&s->io.stream, &(uv_buf_t){.base = s->wout.data, .len = s->wout.len}, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        log_info("write to %s[%s] failed: %s", s->peer_name, s->peer_ip, uv_strerror(n));
         smtp_session_close(s);
-        return;
+        return false;
     }
-    s->writing = true;
-    smtp_session_ref(s);
+    bool all = n >= 0 && (size_t)n == s->wout.len;
+    if (all) {
+        sbuf_reset(&s->wout);
+    } else {
+        if (n > 0)
+            sbuf_consume(&s->wout, (size_t)n);
+        uv_buf_t b = uv_buf_init(s->wout.data, (unsigned)s->wout.len);
+        s->wreq.data = s;
+        int rc = uv_write(&s->wreq, &s->io.stream, &b, 1, on_write);
+        if (rc < 0) {
+            smtp_session_close(s);
+            return false;
+        }
+        s->writing = true;
+        smtp_session_ref(s);
+    }
     /* The 220 for STARTTLS is now with the socket, in plaintext. */
     if (s->starttls_pending && s->out.len == 0)
         start_tls(s);
+    if (all && s->quitting && s->out.len == 0) {
+        smtp_session_close(s);
+        return false;
+    }
+    return all;
 }
 
 void smtp_reply(smtp_session *s, const char *fmt, ...)
@@ -446,17 +474,22 @@ static void tls_pump(smtp_session *s)
 /* Processes what is pending; reading resumes when nothing blocks. */
 static void session_process(smtp_session *s)
 {
-    if (s->pend.len && !s->waiting && !s->starttls_pending) {
-        size_t n = process_bytes(s, s->pend.data, s->pend.len);
-        sbuf_consume(&s->pend, n);
-    }
-    if (s->tls_on && s->tls.handshake_done && !s->closing)
-        tls_pump(s);
-    if (s->closing)
-        return;
-    session_flush(s);
-    if (s->closing)
-        return;
+    bool again;
+    do {
+        if (s->pend.len && !s->waiting && !s->starttls_pending) {
+            size_t n = process_bytes(s, s->pend.data, s->pend.len);
+            sbuf_consume(&s->pend, n);
+        }
+        if (s->tls_on && s->tls.handshake_done && !s->closing)
+            tls_pump(s);
+        if (s->closing)
+            return;
+        /* Output that went out at once may have held pipelined commands
+         * back (output_full): go on with them now, as on_write would. */
+        again = session_flush(s) && s->pend.len && !s->waiting && !s->starttls_pending;
+        if (s->closing)
+            return;
+    } while (again);
     /* Read only while a whole read buffer still fits behind what is pending. */
     if (s->waiting || s->quitting || output_full(s) || s->pend.len > SMTP_PENDING_MAX - RBUF_SIZE)
         read_stop(s);
