@@ -87,16 +87,14 @@ static void folders_close(struct folders *fs)
 static void publish_staged(dlv_runner *r, struct folders *fs, dlv_msg *m, dlv_task *t)
 {
     int rc = dlv_syncfs_covered(&r->syncfs, t->dev, t->ticket);
-    if (rc == 0) {
-        struct folder *f = folder_of(fs, t->maildir);
-        if (f == NULL)
-            rc = maildir_publish(t->maildir, t->key, r->cfg->hostname, t->name, sizeof(t->name));
-        else if ((rc = f->dfd) >= 0)
-            rc = maildir_publish_at(f->dfd, t->key, r->cfg->hostname, t->name, sizeof(t->name));
-    }
-    if (rc < 0)
-        (void)maildir_discard(t->maildir, t->name); /* if the move did not */
-    t->staged = false;
+    struct folder *f = rc == 0 ? folder_of(fs, t->maildir) : NULL;
+    if (rc == 0 && f == NULL)
+        rc = maildir_publish(t->maildir, t->key, r->cfg->hostname, t->name, sizeof(t->name));
+    else if (rc == 0 && (rc = f->dfd) >= 0)
+        rc = maildir_publish_at(f->dfd, t->key, r->cfg->hostname, t->name, sizeof(t->name));
+    else /* not covered, or the Maildir would not open: the move was not tried */
+        (void)maildir_discard(t->maildir, t->name);
+    t->staged = false; /* a failed move removes its tmp/ file itself */
     if (rc < 0) {
         log_err("%s: cannot deliver into %s: %s", m->id, t->maildir, strerror(-rc));
         dlv_local_record(t, rc);

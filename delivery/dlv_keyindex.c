@@ -130,8 +130,9 @@ static void forget(dlv_keyindex *x, dlv_keyset *s)
 }
 
 struct fill {
-    dlv_keyindex *x;
     dlv_keyset *s;
+    size_t before; /* keys the set held (added, and counted) before the listing */
+    size_t room;   /* keys the bound leaves for this listing */
 };
 
 static int fill_one(void *arg, const char *key, size_t klen)
@@ -140,14 +141,7 @@ static int fill_one(void *arg, const char *key, size_t klen)
     int rc = set_put(f->s, hash_key(key, klen));
     if (rc < 0)
         return rc;
-    if (rc == 1) {
-        uv_mutex_lock(&f->x->mu);
-        size_t n = ++f->x->nkeys;
-        uv_mutex_unlock(&f->x->mu);
-        if (n > DLV_KEYINDEX_MAX_KEYS)
-            return -E2BIG;
-    }
-    return 0;
+    return f->s->n - f->before > f->room ? -E2BIG : 0;
 }
 
 bool dlv_keyindex_may_hold(dlv_keyindex *x, const char *dir, const char *key)
@@ -159,9 +153,16 @@ bool dlv_keyindex_may_hold(dlv_keyindex *x, const char *dir, const char *key)
         return true;
     uv_mutex_lock(&s->mu);
     if (!s->listed) {
-        struct fill f = {x, s};
+        struct fill f = {.s = s, .before = s->n};
+        uv_mutex_lock(&x->mu);
+        f.room = x->nkeys < DLV_KEYINDEX_MAX_KEYS ? DLV_KEYINDEX_MAX_KEYS - x->nkeys : 0;
+        uv_mutex_unlock(&x->mu);
         int rc = maildir_each_key(dir, fill_one, &f);
         s->listed = true;
+        /* The listing's keys are counted once, not each under the lock. */
+        uv_mutex_lock(&x->mu);
+        x->nkeys += s->n - f.before;
+        uv_mutex_unlock(&x->mu);
         if (rc != 0) {
             forget(x, s);
             log_warn("maildir %s: cannot index its delivery keys (%s); each delivery that may "

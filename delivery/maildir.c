@@ -478,8 +478,11 @@ int maildir_publish(const char *dir, const char *key, const char *hostname, char
     if (dir == NULL)
         return -EINVAL;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
+    if (dfd < 0) {
+        int rc = -errno;
+        (void)maildir_discard(dir, name); /* as a failed move does */
+        return rc;
+    }
     int rc = maildir_publish_at(dfd, key, hostname, name, namesz);
     close(dfd);
     return rc;
@@ -496,19 +499,29 @@ int maildir_discard(const char *dir, const char *name)
     return unlink(path) < 0 ? -errno : 0;
 }
 
-/* Whether a file name carries "P<digits>Q<key>." before its ":2,..." info part. */
-static bool name_has_key(const char *name, const char *key, size_t klen)
+/*
+ * Calls fn with every delivery key a file name may carry: each "<digit>Q"
+ * followed by a key and a '.', before the name's ":2,..." info part (the
+ * host part might hold one too: a superset is harmless, a miss is not).
+ * fn returns 0 to go on; anything else stops and is returned.
+ */
+static int name_keys(const char *name, int (*fn)(void *arg, const char *key, size_t klen),
+                     void *arg)
 {
     const char *colon = strchr(name, ':');
     size_t base = colon ? (size_t)(colon - name) : strlen(name);
-
-    for (size_t i = 1; i + klen + 2 <= base; i++) {
+    for (size_t i = 1; i + 2 < base; i++) {
         if (name[i] != 'Q' || name[i - 1] < '0' || name[i - 1] > '9')
             continue;
-        if (memcmp(name + i + 1, key, klen) == 0 && name[i + 1 + klen] == '.')
-            return true;
+        const char *key = name + i + 1;
+        const char *dot = memchr(key, '.', base - i - 1);
+        if (dot == NULL || dot == key)
+            continue;
+        int rc = fn(arg, key, (size_t)(dot - key));
+        if (rc != 0)
+            return rc;
     }
-    return false;
+    return 0;
 }
 
 /*
@@ -561,10 +574,16 @@ struct find_arg {
     size_t name_len;
 };
 
+static int key_is(void *arg, const char *key, size_t klen)
+{
+    const struct find_arg *f = arg;
+    return klen == f->klen && memcmp(key, f->key, klen) == 0;
+}
+
 static int find_one(void *arg, const char *name)
 {
     struct find_arg *f = arg;
-    if (!name_has_key(name, f->key, f->klen))
+    if (!name_keys(name, key_is, f))
         return 0;
     if (f->name_out && f->name_len > 0)
         snprintf(f->name_out, f->name_len, "%s", name);
@@ -584,25 +603,10 @@ struct keys_arg {
     void *arg;
 };
 
-/* Every "<digit>Q<key>." in the name before its info part: each place
- * name_has_key could match, so the keys given are a superset of its. */
 static int keys_of(void *arg, const char *name)
 {
     struct keys_arg *k = arg;
-    const char *colon = strchr(name, ':');
-    size_t base = colon ? (size_t)(colon - name) : strlen(name);
-    for (size_t i = 1; i + 2 < base; i++) {
-        if (name[i] != 'Q' || name[i - 1] < '0' || name[i - 1] > '9')
-            continue;
-        const char *key = name + i + 1;
-        const char *dot = memchr(key, '.', base - i - 1);
-        if (dot == NULL || dot == key)
-            continue;
-        int rc = k->fn(k->arg, key, (size_t)(dot - key));
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return name_keys(name, k->fn, k->arg);
 }
 
 int maildir_each_key(const char *dir, int (*fn)(void *arg, const char *key, size_t klen), void *arg)
