@@ -5,8 +5,8 @@
  *
  *   syncer:        stage each message's record, one pwrite + fdatasync of
  *                  the journal, then status 0 (the loop says 250) and the
- *                  message's files, still locked in incoming/, go to the
- *                  checkpointer's list.
+ *                  message's files, still locked (in free/ or incoming/),
+ *                  go to the checkpointer's list.
  *   checkpointer:  every SPOOL_CKPT_DELAY_MS (or at CKPT_BATCH messages, or at
  *                  once when the syncer needs journal space or the spool
  *                  closes), for all that is listed: syncfs, rename each into
@@ -34,8 +34,9 @@
 
 #define CKPT_BATCH 256 /* a checkpoint starts at once when this many wait */
 #define CKPT_MAX 512   /* messages per checkpoint */
-/* The syncer waits past this many: each holds a descriptor, and with a batch
- * in flight they stay well under the usual limit of 1024. */
+/* The syncer waits past this many: each holds two descriptors (its files
+ * stay open and locked until renamed), so with a batch in flight that is up
+ * to 1,536; sluice-smtpd raises its open-file limit to the hard limit. */
 #define CKPT_PENDING_MAX 512
 
 int spool_sync_fs(spool *s)

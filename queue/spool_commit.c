@@ -12,10 +12,12 @@
  * syncing this one (both take milliseconds; in series they would add up):
  *
  *   writer (request list -> prepared list), one message at a time:
- *     1. write what is still in memory to incoming/ID.msg (created O_EXCL
- *        and locked, unless a flush already did) and the envelope to
- *        incoming/ID.env. A write error fails only that message: its files
- *        are removed and it goes straight back to the loop.
+ *     1. write what is still in memory to the message file (a file
+ *        claimed in free/ and written where it lies, else incoming/ID.msg
+ *        created O_EXCL; locked either way; unless a flush already did) and
+ *        the envelope to a second one (spool_txn.c). A write error fails
+ *        only that message: its files are removed (or left free) and it
+ *        goes straight back to the loop.
  *   syncer (prepared list -> done list), ALL prepared messages as a batch:
  *     2. sync: one syncfs() of the spool filesystem (default), or an
  *        fdatasync() of each file ($SLUICE_SPOOL_SYNC=fdatasync). Data and
@@ -65,8 +67,7 @@ static void write_msg(spool *s, spool_msg *m)
         m->ck = calloc(1, sizeof(*m->ck)); /* NULL: the file commit, as for big ones */
     int rc = spool_txn_write_msg(s->fs, &m->txn, m->buf.data, m->buf.len);
     if (rc == 0)
-        rc = spool_txn_write_env(s->fs, &m->txn, m->env.data, m->env.len,
-                                 s->method == SPOOL_SYNC_FDATASYNC);
+        rc = spool_txn_write_env(s->fs, &m->txn, m->env.data, m->env.len);
     m->status = 0;
     if (rc)
         spool_fail_msg(s, m, rc, "write");

@@ -113,6 +113,7 @@ int spool_fs_open(const char *root, bool create, spool_fs **out)
     fs->free_fd = -1;
     fs->euid = geteuid();
     pthread_mutex_init(&fs->free.mu, NULL);
+    fs->free.pick = spool_mono_us() | 1; /* xorshift needs a non-zero seed */
     fds[0] = &fs->incoming_fd;
     fds[1] = &fs->queue_fd;
     fds[2] = &fs->corrupt_fd;

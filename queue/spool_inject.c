@@ -40,7 +40,7 @@ int spool_fs_inject(spool_fs *fs, envelope *e, const char *data, size_t len)
     spool_txn_init(&t, e->id);
     rc = spool_txn_write_msg(fs, &t, data, len);
     if (rc == 0)
-        rc = spool_txn_write_env(fs, &t, text.data, text.len, true);
+        rc = spool_txn_write_env(fs, &t, text.data, text.len);
     sbuf_free(&text);
     if (rc == 0)
         rc = spool_txn_datasync(&t);

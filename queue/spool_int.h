@@ -22,6 +22,7 @@
 #define SPOOL_FREE_RESCAN_MS 100        /* an empty list is refilled at most this often */
 #define SPOOL_FREE_RECOUNT_MS 5000      /* a giver recounts the folder this often */
 #define SPOOL_FREE_TRIES 8              /* files tried per take before creating one */
+#define SPOOL_FREE_HELD 4096            /* inodes of our own claims, skipped by a listing */
 
 struct spool_free {
     pthread_mutex_t mu;
@@ -29,6 +30,12 @@ struct spool_free {
     size_t n;           /* names[0..n) were in free/ at the last listing */
     size_t count;       /* files in free/, as far as we know */
     int64_t scanned_ms; /* last listing (names and count) */
+    /* Files we hold claimed stay in free/ until renamed; a listing skips
+     * them (else they cluster at the end of the next list, where the
+     * takers look first). Open addressing by inode, 0 = empty. */
+    ino_t held[SPOOL_FREE_HELD];
+    size_t nheld;
+    uint64_t pick; /* xorshift state: which hint to try next */
 };
 
 struct spool_fs {
@@ -62,14 +69,20 @@ void spool_name(char out[SPOOL_NAME_MAX], const char *id, const char *ext);
  */
 int spool_free_give(spool_fs *fs, int dirfd, const char *name);
 /*
- * Renames a file from free/ to dirfd/name (which must not exist) and opens
- * it for writing at offset 0, flock()ed when lock. Not truncated: freeing
- * blocks costs a synchronous discard on a filesystem mounted with it, so
- * the caller overwrites the old content and cuts the file to its new
- * length when done (ftruncate). 0 with *fd, or -ENOENT when free/ has
- * nothing usable (the caller creates the file instead).
+ * Claims a file in free/ where it lies: opens it for writing at offset 0,
+ * flock()s it, checks that free/name still names it, and returns that name,
+ * the descriptor and the file's size. The file stays in free/ under its old
+ * name until the caller renames it (spool_txn_rename); whatever happens,
+ * nobody else touches it while the caller holds the descriptor, and if the
+ * caller closes it unrenamed it is simply free again. Not truncated:
+ * freeing blocks costs a synchronous discard on a filesystem mounted with
+ * it, so the caller overwrites the old content and cuts the file to its new
+ * length when it was longer. -ENOENT when free/ has nothing usable (the
+ * caller creates a file instead).
  */
-int spool_free_take(spool_fs *fs, int dirfd, const char *name, bool lock, int *fd);
+int spool_free_claim(spool_fs *fs, char name[SPOOL_NAME_MAX], int *fd, off_t *size, ino_t *ino);
+/* The claim on inode ino ended: the file left free/, or is free again. */
+void spool_free_release(spool_fs *fs, ino_t ino);
 
 int spool_write_all(int fd, const void *data, size_t len);
 int spool_fsync(int fd);
@@ -107,28 +120,34 @@ enum spool_sync_method {
 enum spool_sync_method spool_sync_method_from_env(void);
 
 /*
- * One message on its way from incoming/ into queue/ (spool_txn.c), shared
- * by the group committer and spool_fs_inject so both follow one protocol:
- *   write_msg (creates incoming/ID.msg O_EXCL + lock) -> write_env ->
- *   [caller makes the files durable] -> rename (.msg, then .env) ->
- *   [caller syncs queue/] -> finish (closes, releasing the lock).
- * discard undoes whatever was done, wherever the files are now.
+ * One message on its way into queue/ (spool_txn.c), shared by the group
+ * committer and spool_fs_inject so both follow one protocol:
+ *   write_msg -> write_env -> [caller makes the files durable] ->
+ *   rename (.msg, then .env) -> [caller syncs queue/] -> finish (closes,
+ *   releasing the locks).
+ * Each file is either claimed in free/ and written where it lies, under its
+ * old name, or (free/ has nothing) created in incoming/ as ID.msg, ID.env.
+ * The two are in the same folder, so a recovery in another process sees
+ * either both (incoming/, protected by the lock on ID.msg) or neither
+ * (free/, which it never reads). discard undoes whatever was done, wherever
+ * the files are now.
  */
 struct spool_txn {
     char id[QUEUE_ID_LEN + 1];
-    int msg_fd; /* incoming/ID.msg, locked; -1 until created */
-    int env_fd; /* incoming/ID.env while open; -1 otherwise */
-    bool env_created;
+    int msg_fd;             /* locked; -1 until claimed or created */
+    int env_fd;             /* open (and locked if claimed) from write_env to finish */
+    int msg_dir;            /* folder of msg_fd until renamed: fs->free_fd or fs->incoming_fd */
+    int env_dir;            /* likewise; -1 until written */
+    ino_t msg_ino, env_ino; /* inodes of claimed files (0 when created) */
+    char msg_name[SPOOL_NAME_MAX], env_name[SPOOL_NAME_MAX]; /* their names there */
     bool msg_renamed, env_renamed;
-    bool msg_reused;  /* msg_fd is a file from free/: cut to length when complete */
-    uint64_t msg_len; /* bytes written to msg_fd */
+    off_t msg_old_size; /* a claimed file's old length (cut if longer than ours) */
+    uint64_t msg_len;   /* bytes written to msg_fd */
 };
 
 void spool_txn_init(struct spool_txn *t, const char *id);
 int spool_txn_write_msg(spool_fs *fs, struct spool_txn *t, const void *data, size_t len);
-/* keep_open: leave env_fd open for an fdatasync by the caller. */
-int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, size_t len,
-                        bool keep_open);
+int spool_txn_write_env(spool_fs *fs, struct spool_txn *t, const void *text, size_t len);
 /* fdatasync of both files (the per-file sync method). */
 int spool_txn_datasync(struct spool_txn *t);
 int spool_txn_rename(spool_fs *fs, struct spool_txn *t);

@@ -217,7 +217,7 @@ static int restore(spool_fs *fs, const journal_rec *r)
     spool_txn_init(&t, r->id);
     int rc = spool_txn_write_msg(fs, &t, r->msg, r->msg_len);
     if (rc == 0)
-        rc = spool_txn_write_env(fs, &t, r->env, r->env_len, true);
+        rc = spool_txn_write_env(fs, &t, r->env, r->env_len);
     if (rc == 0)
         rc = spool_txn_datasync(&t);
     if (rc == 0)

@@ -1,6 +1,6 @@
 /*
  * spool_msg.c - receiving one message (loop side of include/sluice/spool.h):
- * begin, write to memory, flush to incoming/ID.msg in the libuv pool,
+ * begin, write to memory, flush to the message file in the libuv pool,
  * commit (handed to the group committer, spool_commit.c), abort.
  *
  * Double buffering: spool_msg_flush moves the bytes written so far to the
@@ -95,7 +95,7 @@ static void discard_after(uv_work_t *w, int status)
 
 static void discard(spool_msg *m)
 {
-    if (m->txn.msg_fd < 0 && !m->txn.env_created) {
+    if (m->txn.msg_fd < 0 && m->txn.env_dir < 0) {
         /* Nothing on disk: no need to leave the loop. */
         if (m->commit_wanted && m->commit_cb)
             m->commit_cb(m->commit_arg, m->error);
@@ -124,8 +124,7 @@ static void flush_after(uv_work_t *w, int status)
     sbuf_reset(&m->fbuf);
     if (m->work_status < 0 && !m->error) {
         m->error = m->work_status;
-        log_warn("%s: writing incoming/%s.msg: %s", m->txn.id, m->txn.id,
-                 strerror(-m->work_status));
+        log_warn("%s: writing the message file: %s", m->txn.id, strerror(-m->work_status));
     }
     if (m->aborted) {
         discard(m); /* no callbacks after an abort */

@@ -15,8 +15,10 @@
  * Several processes may run this while another one works on the spool
  * (sluice-delivery restarting under a live sluice-smtpd). A file that is
  * being written is always covered by an flock() on its message file, held
- * by the writer from the moment it creates incoming/ID.msg until the commit
- * is complete (the lock follows the inode across the rename into queue/).
+ * by the writer from the moment it creates incoming/ID.msg (or claims a file
+ * in free/, which this never reads) until the commit is complete (the lock
+ * follows the inode across the rename into queue/). Both files of a message
+ * are in the same folder until that rename (spool_txn.c).
  * So before removing anything of an id we take that lock without waiting:
  * if it is held the id is live and skipped. The writer's side of the race
  * (create, then lock) is closed in spool_create_locked.

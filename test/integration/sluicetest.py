@@ -547,12 +547,34 @@ class Sluice:
         if d is None or not d.alive():
             return  # nobody to finish them: they are leftovers (or in the journal)
         # Only the commits under way now: under steady load incoming/ is
-        # never empty.
-        pending = {n for n in self.spool_files("incoming") if n.endswith(".env")}
+        # never empty. A file taken from free/ is written where it lies,
+        # locked, until its checkpoint renames it into queue/.
+        def under_way():
+            return ({"incoming/" + n for n in self.spool_files("incoming") if n.endswith(".env")}
+                    | {"free/" + n for n in self.claimed_in_free()})
+        pending = under_way()
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             time.sleep(0.005)
-            pending &= set(self.spool_files("incoming"))
+            pending &= under_way()
+
+    def claimed_in_free(self):
+        """Names in free/ that a daemon holds locked (being written, or
+        given back a moment ago)."""
+        held = []
+        for name in self.spool_files("free"):
+            try:
+                fd = os.open(os.path.join(self.spool_view(), "free", name),
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # gone meanwhile, or not a file
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(name)
+            finally:
+                os.close(fd)
+        return held
 
     def spool_ids(self):
         """Ids of committed messages: queue/ID.env exists."""

@@ -625,6 +625,153 @@ static void test_commit_large_with_flushes(void **state)
     free(b.data);
 }
 
+/* Files in free/ that someone holds locked: claims in progress. */
+static int count_claimed(const char *root)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/free", root);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue; /* an abort removing it right now */
+        assert_true(fd >= 0);
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+            n++;
+        close(fd);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Commits n small messages through the journal; their callbacks have run. */
+static void commit_journaled(uv_loop_t *loop, spool *s, int n, char ids[][QUEUE_ID_LEN + 1],
+                             char data[][64])
+{
+    struct result res[8] = {{0}};
+    int done = 0;
+    envelope e;
+    make_env(&e, "carol@example.test");
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        spool_msg *m;
+        assert_int_equal(spool_msg_begin(s, &m, ids[i]), 0);
+        snprintf(data[i], 64, "Subject: held %d\r\n\r\nclaimed in place %d\r\n", i, i);
+        assert_int_equal(spool_msg_write(m, data[i], strlen(data[i])), 0);
+        assert_int_equal(spool_msg_commit(m, &e, on_done, &res[i]), 0);
+    }
+    envelope_free(&e);
+    for (int k = 0; k < 100000 && done < n; k++) {
+        uv_run(loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += res[i].calls;
+    }
+    for (int i = 0; i < n; i++)
+        assert_int_equal(res[i].status, 0);
+}
+
+/*
+ * A file taken from free/ is written where it lies and renamed once, into
+ * queue/ at the checkpoint. Until then it is claimed (locked): the other
+ * daemon takes only files nobody holds, so neither overwrites the other.
+ */
+static void test_recycle_in_place(void **state)
+{
+    const char *root = ((struct fx *)*state)->root;
+    unsetenv("SLUICE_SPOOL_SYNC");
+    commit_several(root);
+    spool_fs *fs;
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    char(*list)[QUEUE_ID_LEN + 1];
+    size_t n;
+    assert_int_equal(spool_fs_list(fs, &list, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(spool_fs_remove_unsynced(fs, list[i]), 0);
+    free(list);
+    assert_int_equal(count_files(root, "free"), 80);
+
+    /* Five messages acknowledged through the journal, their checkpoint far off. */
+    setenv("SLUICE_SPOOL_CKPT_MS", "600000", 1);
+    uv_loop_t loop;
+    spool *s;
+    char held[8][QUEUE_ID_LEN + 1], held_data[8][64];
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(spool_open(&loop, root, &s), 0);
+    commit_journaled(&loop, s, 5, held, held_data);
+    assert_int_equal(count_files(root, "queue"), 0);
+    assert_int_equal(count_files(root, "incoming"), 0); /* no rename yet */
+    assert_int_equal(count_files(root, "free"), 80);
+    assert_int_equal(count_claimed(root), 10);
+
+    /* The runner's DSNs meanwhile take 40 of the other 70, none of the held
+     * 10. (Its list of free names was empty: it is refilled after 100 ms.) */
+    usleep(150 * 1000);
+    char ids[20][QUEUE_ID_LEN + 1], data[20][64];
+    for (int i = 0; i < 20; i++) {
+        snprintf(data[i], sizeof(data[i]), "Subject: dsn %d\r\n\r\nreport %d\r\n", i, i);
+        inject_one(fs, data[i], ids[i]);
+    }
+    assert_int_equal(count_files(root, "free"), 40);
+    assert_int_equal(count_claimed(root), 10);
+
+    /* An abort leaves its claimed file free again, unless it grew past
+     * what free/ keeps. */
+    static char chunk[SPOOL_MSG_FLUSH_AT];
+    memset(chunk, 'q', sizeof(chunk));
+    const size_t sizes[2] = {100 * 1024, 1000};
+    for (int i = 0; i < 2; i++) {
+        struct big b = {0};
+        char id[QUEUE_ID_LEN + 1];
+        assert_int_equal(spool_msg_begin(s, &b.m, id), 0);
+        assert_int_equal(spool_msg_write(b.m, chunk, sizes[i]), 0);
+        b.flushing = true;
+        assert_int_equal(spool_msg_flush(b.m, big_flushed, &b), 0);
+        while (b.flushing)
+            uv_run(&loop, UV_RUN_ONCE);
+        assert_int_equal(count_claimed(root), 11);
+        spool_msg_abort(b.m);
+        for (int k = 0; k < 1000 && count_claimed(root) > 10; k++)
+            uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+        assert_int_equal(count_claimed(root), 10);
+    }
+    assert_int_equal(count_files(root, "free"), 39);
+    close_spool(&loop, s); /* checkpoints the five */
+    unsetenv("SLUICE_SPOOL_CKPT_MS");
+
+    assert_int_equal(count_claimed(root), 0);
+    assert_int_equal(count_files(root, "free"), 29);
+    assert_int_equal(count_files(root, "incoming"), 0);
+    assert_int_equal(count_files(root, "queue"), 2 * (5 + 20));
+    for (int i = 0; i < 5; i++)
+        check_message(fs, held[i], held_data[i], strlen(held_data[i]), "carol@example.test");
+    for (int i = 0; i < 20; i++)
+        check_message(fs, ids[i], data[i], strlen(data[i]), "alice@example.test");
+
+    /* One file left: the message takes it and goes to incoming/ with a new
+     * envelope beside it, where a recovery sees the pair. */
+    for (int i = 0; i < 14; i++)
+        inject_one(fs, data[i], ids[i]);
+    assert_int_equal(count_files(root, "free"), 1);
+    setenv("SLUICE_SPOOL_CKPT_MS", "600000", 1);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(spool_open(&loop, root, &s), 0);
+    commit_journaled(&loop, s, 1, held, held_data);
+    assert_int_equal(count_files(root, "free"), 0);
+    assert_true(exists(root, "incoming", held[0], ".msg"));
+    assert_true(exists(root, "incoming", held[0], ".env"));
+    close_spool(&loop, s);
+    unsetenv("SLUICE_SPOOL_CKPT_MS");
+    assert_int_equal(count_files(root, "incoming"), 0);
+    check_message(fs, held[0], held_data[0], strlen(held_data[0]), "carol@example.test");
+    spool_fs_close(fs);
+}
+
 static void never_called(void *arg, int status)
 {
     fail_msg("callback after abort (status %d)", status);
@@ -1139,6 +1286,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_fdatasync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycle_hostile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_large_with_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
