@@ -102,7 +102,6 @@ static double raw_cell(const char *dir, const char *method, size_t batch, size_t
     make_envelope(&e);
     sbuf_init(&env, 0);
     struct spool_txn *t = calloc(batch, sizeof(*t));
-    bool per_file = strncmp(method, "fdatasync", 9) == 0 || !strcmp(method, "permsg");
     int threads = !strcmp(method, "fdatasync4") ? 4 : 1;
 
     double t0 = now();
@@ -115,7 +114,7 @@ static double raw_cell(const char *dir, const char *method, size_t batch, size_t
                 die("serialize", rc);
             spool_txn_init(&t[i], e.id);
             if ((rc = spool_txn_write_msg(fs, &t[i], payload, MSG_SIZE)) != 0 ||
-                (rc = spool_txn_write_env(fs, &t[i], env.data, env.len, per_file)) != 0)
+                (rc = spool_txn_write_env(fs, &t[i], env.data, env.len)) != 0)
                 die("write", rc);
             if (!strcmp(method, "permsg")) {
                 if ((rc = spool_txn_datasync(&t[i])) != 0 ||

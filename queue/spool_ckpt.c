@@ -4,9 +4,11 @@
  * that moves them into queue/ afterwards (docs/spool.md, "The journal").
  *
  *   syncer:        stage each message's record, one pwrite + fdatasync of
- *                  the journal, then status 0 (the loop says 250) and the
- *                  message's files, still locked (in free/ or incoming/),
- *                  go to the checkpointer's list.
+ *                  the journal, while the writer writes the same messages'
+ *                  files; once it is done with them, status 0 (the loop
+ *                  says 250) and the files, still locked (in free/ or
+ *                  incoming/), go to the checkpointer's list, in the
+ *                  order of their records (the mark relies on it).
  *   checkpointer:  every SPOOL_CKPT_DELAY_MS (or at CKPT_BATCH messages, or at
  *                  once when the syncer needs journal space or the spool
  *                  closes), for all that is listed: syncfs, rename each into
@@ -78,11 +80,24 @@ static void wait_monotonic_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64
 
 /* ---- syncer ---- */
 
+/* Waits until the writer is done with the files of b[0..k): only then may
+ * the syncer hand them on, or discard them. The writer never waits for the
+ * syncer, so this ends. */
+static void wait_written(spool *s, spool_msg **b, size_t k)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < k; i++)
+        while (!b[i]->written)
+            pthread_cond_wait(&s->cv_written, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* b[0..k) are staged; rc is their flush's result. */
 static void settle(spool *s, spool_msg **b, size_t k, int rc)
 {
     if (k == 0)
         return;
+    wait_written(s, b, k);
     if (rc != 0) {
         pthread_mutex_lock(&s->mu);
         set_broken(s, rc, "the journal write");
@@ -93,16 +108,37 @@ static void settle(spool *s, spool_msg **b, size_t k, int rc)
             spool_fail_msg(s, b[i], rc, "journal");
         return;
     }
+    /* A message whose files could not be written gets its 452 although its
+     * record is durable. Its item still goes to the checkpointer, in order,
+     * as a void one: the next checkpoint raises the mark past the record, so
+     * a restart does not write back a message the client will send again.
+     * A crash before that checkpoint does: a duplicate, never a loss (as
+     * for a failed journal write above). */
+    for (size_t i = 0; i < k; i++) {
+        spool_msg *m = b[i];
+        if (m->write_rc == 0)
+            continue;
+        spool_ckpt_item *it = m->ck;
+        m->ck = NULL;
+        spool_txn_init(&it->txn, m->txn.id);
+        it->void_rec = true;
+        spool_fail_msg(s, m, m->write_rc, "write");
+        m->ck = it; /* settled below, as a void item */
+    }
     uint64_t now = spool_mono_us();
+    size_t journaled = 0;
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < k; i++) {
         spool_msg *m = b[i];
         spool_ckpt_item *it = m->ck;
-        it->txn = m->txn; /* the descriptors (and the lock) move to the item */
-        spool_txn_init(&m->txn, it->txn.id);
         m->ck = NULL;
-        m->journaled = true;
-        m->status = 0;
+        if (!it->void_rec) {
+            journaled++;
+            it->txn = m->txn; /* the descriptors (and the lock) move to the item */
+            spool_txn_init(&m->txn, it->txn.id);
+            m->journaled = true;
+            m->status = 0;
+        }
         it->next = NULL;
         if (s->ck_tail)
             s->ck_tail->next = it;
@@ -113,7 +149,7 @@ static void settle(spool *s, spool_msg **b, size_t k, int rc)
         s->ck_tail = it;
         s->ck_count++;
     }
-    s->stats.journaled += k;
+    s->stats.journaled += journaled;
     pthread_cond_signal(&s->cv_ckpt);
     pthread_mutex_unlock(&s->mu);
 }
@@ -169,6 +205,7 @@ void spool_journal_batch(spool *s, spool_msg **b, size_t n)
         return;
     }
     /* Nothing of b[first..n) was staged past a flush: they fail here. */
+    wait_written(s, b + first, n - first);
     for (i = first; i < n; i++)
         spool_fail_msg(s, b[i], rc, "journal");
 }
@@ -184,7 +221,7 @@ static int checkpoint(spool *s, spool_ckpt_item **items, size_t n, const char **
         return rc;
     *step = "rename into queue/";
     for (size_t i = 0; i < n; i++)
-        if ((rc = spool_txn_rename(s->fs, &items[i]->txn)) != 0)
+        if (!items[i]->void_rec && (rc = spool_txn_rename(s->fs, &items[i]->txn)) != 0)
             return rc;
     *step = "fsync queue/";
     if ((rc = spool_fsync(s->fs->queue_fd)) != 0)
@@ -241,6 +278,10 @@ void *spool_ckpt_main(void *arg)
             s->stats.checkpoints++;
             s->stats.ckpt_us += t1 - t0;
             for (size_t i = 0; i < n; i++) {
+                if (items[i]->void_rec) {
+                    free(items[i]); /* nothing to announce */
+                    continue;
+                }
                 items[i]->next = NULL;
                 if (s->ntf_tail)
                     s->ntf_tail->next = items[i];

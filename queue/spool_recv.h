@@ -30,11 +30,13 @@ typedef struct spool_ckpt_item {
     struct spool_ckpt_item *next; /* (mu) pending or announced list */
     struct spool_txn txn;
     uint64_t seq;
+    bool void_rec; /* its files failed (452): no rename, the mark just passes it */
 } spool_ckpt_item;
 
 struct spool_msg {
     spool *s;
-    spool_msg *next; /* on the request or done list (mu) */
+    spool_msg *next;  /* on the request or done list (mu) */
+    spool_msg *pnext; /* on the prepared list (mu): a journaled one is on both */
     struct spool_txn txn;
     sbuf buf;  /* written by spool_msg_write, not yet handed to a flush */
     sbuf fbuf; /* being written by the flush in flight */
@@ -45,7 +47,9 @@ struct spool_msg {
     spool_done_cb flush_cb, commit_cb;
     void *flush_arg, *commit_arg;
     sbuf env;            /* serialised envelope, from spool_msg_commit on */
-    spool_ckpt_item *ck; /* set by the writer when the message goes through the journal */
+    spool_ckpt_item *ck; /* set at submit when the message goes through the journal */
+    bool written;        /* (mu) journaled: the writer is done with its files */
+    int write_rc;        /* (mu) journaled: the result of writing them */
     bool journaled;      /* committed through the journal: announced after its checkpoint */
     int status;          /* result of the commit, set by the committer */
     uv_work_t work;      /* flush or discard in the libuv pool */
@@ -64,6 +68,7 @@ struct spool {
     pthread_cond_t cv_prep;               /* syncer waits: prepared or writer gone */
     pthread_cond_t cv_ckpt;               /* checkpointer waits (CLOCK_MONOTONIC) */
     pthread_cond_t cv_mark;               /* syncer waits: mark raised, or broken */
+    pthread_cond_t cv_written;            /* syncer waits: a journaled message's files */
     spool_msg *req_head, *req_tail;       /* (mu) commits to write */
     spool_msg *prep_head, *prep_tail;     /* (mu) written, waiting for a sync */
     spool_msg *done_head, *done_tail;     /* (mu) results for the loop */
@@ -95,8 +100,9 @@ struct spool {
 };
 
 /* spool_ckpt.c */
-/* Syncer: journals b[0..n) (all written, all with ck) and settles each:
- * status 0 (durable, queued for the checkpoint) or a failure. */
+/* Syncer: journals b[0..n) (all with ck; their files may still be being
+ * written) and settles each once the writer is done with it: status 0
+ * (durable, queued for the checkpoint) or a failure. */
 void spool_journal_batch(spool *s, spool_msg **b, size_t n);
 void *spool_ckpt_main(void *arg); /* the checkpointer thread */
 int spool_sync_fs(spool *s);

@@ -1239,6 +1239,19 @@ static void full_disk_child(const char *dir)
         _exit(19);
     if (count_files(root, "incoming") != 0 || count_files(root, "queue") != 0)
         _exit(20);
+
+    /* 3. Their records were written to the (preallocated) journal before
+     * the file writes failed: once space is back, a restart must not write
+     * back messages that got a 452 (the client sends them again). */
+    if (unlink(filler) != 0 || uv_loop_init(&loop) || spool_open(&loop, root, &s))
+        _exit(22);
+    closed = 0;
+    spool_close_then(s, on_closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (closed != 1 || uv_loop_close(&loop))
+        _exit(23);
+    if (count_files(root, "queue") != 0)
+        _exit(24);
     _exit(0);
 }
 
