@@ -297,12 +297,12 @@ void *spool_ckpt_main(void *arg)
         pthread_cond_broadcast(&s->cv_mark);
         pthread_mutex_unlock(&s->mu);
         if (rc == 0)
-            uv_async_send(&s->async);
+            spool_wake_loop(s);
         pthread_mutex_lock(&s->mu);
     }
     s->exited = true;
     pthread_mutex_unlock(&s->mu);
     /* The loop joins us only after it has seen exited, i.e. after this. */
-    uv_async_send(&s->async);
+    spool_wake_loop(s);
     return NULL;
 }

@@ -60,7 +60,8 @@ struct spool {
     uv_loop_t *loop;
     spool_fs *fs;
     enum spool_sync_method method;
-    uv_async_t async;
+    uv_poll_t wake; /* on wake_fd: the threads' results are ready */
+    int wake_fd;    /* eventfd, threads -> loop (spool_wake_loop) */
     pthread_t writer, syncer, ckpt;
     spool_journal *journal; /* NULL: every message takes the file commit */
     pthread_mutex_t mu;
@@ -87,7 +88,7 @@ struct spool {
     uint64_t ckpt_delay_us;               /* how long journaled messages wait for a checkpoint */
     spool_stats stats;                    /* (mu) */
     /* loop thread only */
-    bool joined, async_closed, retry_closed;
+    bool joined, wake_closed, retry_closed;
     /* " ID ID ..." the runner's full socket refused (EAGAIN): sent again by
      * the retry timer or the next batch. Bounded: past it the runner's scan
      * finds them. */
@@ -107,6 +108,10 @@ void spool_journal_batch(spool *s, spool_msg **b, size_t n);
 void *spool_ckpt_main(void *arg); /* the checkpointer thread */
 int spool_sync_fs(spool *s);
 void spool_fail_msg(spool *s, spool_msg *m, int rc, const char *step);
+
+/* spool_commit.c */
+/* Any thread: makes the loop look at the done and announce lists. */
+void spool_wake_loop(spool *s);
 
 /* spool_commit.c */
 /* Queues a commit for the next batch (loop); was_deferred: it waited for
