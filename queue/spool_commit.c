@@ -132,6 +132,18 @@ static void push_done(spool *s, spool_msg *m)
         s->stats.failed++;
 }
 
+/* Under mu: to the syncer's list. */
+static void push_prepared(spool *s, spool_msg *m)
+{
+    m->pnext = NULL;
+    if (s->prep_tail)
+        s->prep_tail->pnext = m;
+    else
+        s->prep_head = m;
+    s->prep_tail = m;
+    pthread_cond_signal(&s->cv_prep);
+}
+
 static void *writer_main(void *arg)
 {
     spool *s = arg;
@@ -179,13 +191,7 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&s->mu);
             continue;
         }
-        m->pnext = NULL;
-        if (s->prep_tail)
-            s->prep_tail->pnext = m;
-        else
-            s->prep_head = m;
-        s->prep_tail = m;
-        pthread_cond_signal(&s->cv_prep);
+        push_prepared(s, m);
     }
     s->writer_exited = true;
     pthread_cond_signal(&s->cv_prep);
@@ -293,15 +299,8 @@ void spool_submit(spool *s, spool_msg *m, bool was_deferred)
         s->req_head = m;
     s->req_tail = m;
     pthread_cond_signal(&s->cv_req);
-    if (m->ck) {
-        m->pnext = NULL;
-        if (s->prep_tail)
-            s->prep_tail->pnext = m;
-        else
-            s->prep_head = m;
-        s->prep_tail = m;
-        pthread_cond_signal(&s->cv_prep);
-    }
+    if (m->ck)
+        push_prepared(s, m);
     pthread_mutex_unlock(&s->mu);
 }
 
