@@ -276,8 +276,9 @@ static void *syncer_main(void *arg)
  * enough goes through the journal (spool_ckpt.c). It goes to the syncer at
  * once, as well as to the writer: its record holds every byte, so the
  * journal write need not wait for its files, and the 250 waits for the
- * longer of the two instead of their sum (at one session the files took
- * ~0.15 of the ~0.8 ms a message cost; docs/performance.md).
+ * longer of the two instead of their sum (traced at one session without
+ * the runner: body to journal write 0.20 -> 0.10 ms of the ~0.8 ms a
+ * message cost; docs/performance.md).
  */
 void spool_submit(spool *s, spool_msg *m, bool was_deferred)
 {
@@ -451,8 +452,8 @@ static void notify_add(spool *s, char *text, size_t *len, const char *id)
  * uv_async_send: libuv's handshake makes the loop spin (then yield) while
  * the sender is between its write and its "done" flag, and when the woken
  * loop preempts the sender on the same CPU that is exactly where the sender
- * stops. Measured at one session: ~30 us of spinning and a sched_yield
- * before most 250s (docs/performance.md).
+ * stops. Traced at one session: a sched_yield before one 250 in five,
+ * after ~30 us of spinning (docs/performance.md).
  */
 void spool_wake_loop(spool *s)
 {
