@@ -6,6 +6,7 @@ DSN parameters, and real clients (smtplib, swaks)."""
 import email.message
 import re
 import shutil
+import socket
 import subprocess
 
 import sluicetest as st
@@ -127,6 +128,27 @@ class Dialogue(SluiceCase):
         for i, qid in enumerate(ids):
             self.assertTrue(self.s.message(qid).endswith(b"message %d\r\n" % i))
         self.assertReply(c.cmd("QUIT"), 221, "2.0.0")
+
+    def test_half_closed_client_gets_every_reply(self):
+        # A script (printf ... | nc -q) sends the whole dialogue, QUIT
+        # included, then closes its sending side and only reads. The end of
+        # its input must not cut the replies short: the message was sent, so
+        # it must get its 250 (and the 221), and be queued exactly once.
+        # Reading stops while the commit is under way; a reader that saw the
+        # EOF then and closed would drop the 250 and cause a resend.
+        c = self.connect(self.s)
+        c.send(b"EHLO client.example.test\r\n")
+        self.assertReply(c.reply(), 250)
+        c.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.reply(), 354)
+        c.send(BODY + b".\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        qid = self.assertQueued(c.reply())
+        self.assertReply(c.reply(), 221, "2.0.0")
+        self.assertTrue(c.closed(), "the server closes after QUIT")
+        self.assertEqual(self.s.spool_ids(), [qid])
 
     def test_dot_unstuffing(self):
         c = self.connect(self.s)
