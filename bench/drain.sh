@@ -19,21 +19,11 @@ n=${N:-5000}
 work=${WORK:-/var/tmp/sluice-drain}
 port=${PORT:-2599}
 
-if [ -z "${SLUICE_DRAIN_NS:-}" ]; then
-    export SLUICE_DRAIN_NS=1
-    exec unshare -m --propagation private "$0" "$@"
-fi
+# shellcheck source=bench/bench_env.sh
+. "$root/bench/bench_env.sh"
+bench_private_ns "$0" "$@"
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work"
-printf 'nameserver 127.0.0.1\n' >resolv.conf
-mount --bind resolv.conf /etc/resolv.conf
-: >aliases
-for u in u1 u2 u3 u4 u5; do
-    mkdir -p "mail/$u/new" "mail/$u/cur" "mail/$u/tmp"
-    echo "$u@bench.test $work/mail/$u" >>mailboxes
-done
+bench_work_setup "$work" "$port" u1 u2 u3 u4 u5
 if [ "${PREFILL:-0}" -gt 0 ]; then
     python3 - "$PREFILL" mail/u1 mail/u2 mail/u3 mail/u4 mail/u5 <<'PY'
 import os, sys
@@ -45,31 +35,12 @@ for md in sys.argv[2:]:
             f.write("Subject: old\n\nold\n")
 PY
 fi
-cat >sluice.conf <<EOF
-[server]
-hostname = mx.bench.test
-spool = spool
-log = stderr
-[smtpd]
-listen = 127.0.0.1:$port mx
-trusted_networks = 127.0.0.0/8
-spf = off
-[domains]
-local = bench.test
-mailboxes = mailboxes
-aliases = aliases
-[delivery]
-dns_servers = 127.0.0.1:9
-EOF
 
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 "$bin/sluice-smtpd" -c sluice.conf 2>smtpd.log &
 pids+=($!)
-for _ in $(seq 50); do
-    [ -S spool/run/submit.sock ] && break
-    sleep 0.1
-done
+bench_wait_smtpd
 loads=()
 for u in u1 u2 u3 u4 u5; do
     smtp-source -s 10 -m $((n / 5)) -l 864 -f a@client.test -t "$u@bench.test" \

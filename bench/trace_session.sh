@@ -25,41 +25,20 @@ work=${WORK:-/var/tmp/sluice-trace}
 port=${PORT:-2598}
 T=/sys/kernel/tracing
 
-if [ -z "${SLUICE_TRACE_NS:-}" ]; then
-    export SLUICE_TRACE_NS=1
-    exec unshare -m --propagation private "$0" "$@"
-fi
+# shellcheck source=bench/bench_env.sh
+. "$root/bench/bench_env.sh"
+bench_private_ns "$0" "$@"
 [ -w "$T/trace" ] || { echo "trace_session: $T is not writable (root, tracefs)" >&2; exit 2; }
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
-rm -rf "$work"
-mkdir -p "$work/mail/u1/new" "$work/mail/u1/cur" "$work/mail/u1/tmp"
-cd "$work"
-printf 'nameserver 127.0.0.1\n' >resolv.conf
-mount --bind resolv.conf /etc/resolv.conf
-: >aliases
-echo "u1@bench.test $work/mail/u1" >mailboxes
-cat >sluice.conf <<EOF
-[server]
-hostname = mx.bench.test
-spool = spool
-log = stderr
-[smtpd]
-listen = 127.0.0.1:$port mx
-trusted_networks = 127.0.0.0/8
-spf = off
-[domains]
-local = bench.test
-mailboxes = mailboxes
-aliases = aliases
-[delivery]
-dns_servers = 127.0.0.1:9
-EOF
+bench_work_setup "$work" "$port" u1
+old_buffer_kb=$(cat "$T/buffer_size_kb")
 
 stop_tracing() {
     echo 0 >"$T/tracing_on"
     echo 0 >"$T/events/raw_syscalls/enable"
     echo 0 >"$T/events/raw_syscalls/filter"
     echo 0 >"$T/events/block/enable"
+    echo "$old_buffer_kb" >"$T/buffer_size_kb"
 }
 "$bin/sluice-smtpd" -c sluice.conf 2>smtpd.log &
 pid=$!
@@ -69,10 +48,7 @@ if [ -n "${RUNNER:-}" ]; then
     dpid=$!
 fi
 trap 'stop_tracing; kill $pid $dpid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-    [ -S spool/run/submit.sock ] && break
-    sleep 0.1
-done
+bench_wait_smtpd
 load() {
     smtp-source -s 1 -m "$1" -l 864 -f a@client.test -t u1@bench.test -M client.test \
         -d "127.0.0.1:$port"
@@ -89,9 +65,9 @@ echo 1 >"$T/events/raw_syscalls/enable"
 echo 1 >"$T/events/block/block_rq_issue/enable"
 echo 1 >"$T/tracing_on"
 load "$m"
-stop_tracing
+echo 0 >"$T/tracing_on"
 cat "$T/trace" >trace.txt
-echo 1408 >"$T/buffer_size_kb"
+stop_tracing
 
 python3 - "$work" "$pid" "$m" <<'PY'
 import bisect, re, statistics as st, sys

@@ -165,7 +165,7 @@ static void *writer_main(void *arg)
         uint64_t t0 = spool_mono_us();
         int rc = broken ? broken : write_files(s, m);
         if (rc != 0 && !journaled) {
-            if (rc == broken)
+            if (broken)
                 spool_txn_discard(s->fs, &m->txn); /* logged once, when it broke */
             else
                 spool_fail_msg(s, m, rc, "write");
@@ -286,7 +286,6 @@ void spool_submit(spool *s, spool_msg *m, bool was_deferred)
         journal_rec_size(m->env.len, m->buf.len) <= JOURNAL_REC_MAX)
         m->ck = calloc(1, sizeof(*m->ck)); /* NULL: the file commit, as for big ones */
     m->next = NULL;
-    m->written = false;
     pthread_mutex_lock(&s->mu);
     if (was_deferred)
         s->deferred--;

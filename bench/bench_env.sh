@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# bench/bench_env.sh - sourced by the bench scripts that run Sluice by hand
+# (drain.sh, trace_session.sh): a private mount namespace and a work folder
+# with a spool, Maildirs and a config on loopback. Not a program.
+
+# Runs the calling script again inside a private mount namespace, once:
+#   bench_private_ns "$0" "$@"
+bench_private_ns() {
+    if [ -z "${SLUICE_BENCH_NS:-}" ]; then
+        export SLUICE_BENCH_NS=1
+        exec unshare -m --propagation private "$@"
+    fi
+}
+
+# bench_work_setup WORK PORT USER... - empties WORK and cds into it; writes
+# a resolv.conf naming 127.0.0.1 over /etc/resolv.conf (inside the private
+# namespace: no lookup leaves the machine), a Maildir and a mailboxes entry
+# USER@bench.test for each USER, and sluice.conf (smtpd on 127.0.0.1:PORT,
+# no SPF, spool in WORK/spool).
+bench_work_setup() {
+    local work=$1 port=$2 u
+    shift 2
+    rm -rf "$work"
+    mkdir -p "$work"
+    cd "$work" || return
+    printf 'nameserver 127.0.0.1\n' >resolv.conf
+    mount --bind resolv.conf /etc/resolv.conf
+    : >aliases
+    : >mailboxes
+    for u in "$@"; do
+        mkdir -p "mail/$u/new" "mail/$u/cur" "mail/$u/tmp"
+        echo "$u@bench.test $work/mail/$u" >>mailboxes
+    done
+    cat >sluice.conf <<EOF
+[server]
+hostname = mx.bench.test
+spool = spool
+log = stderr
+[smtpd]
+listen = 127.0.0.1:$port mx
+trusted_networks = 127.0.0.0/8
+spf = off
+[domains]
+local = bench.test
+mailboxes = mailboxes
+aliases = aliases
+[delivery]
+dns_servers = 127.0.0.1:9
+EOF
+}
+
+# Waits (up to 5 s) until sluice-smtpd in the work folder is ready.
+bench_wait_smtpd() {
+    local _
+    for _ in $(seq 50); do
+        [ -S spool/run/submit.sock ] && return 0
+        sleep 0.1
+    done
+    return 0 # the load that follows reports a server that is not there
+}
