@@ -8,6 +8,8 @@
  */
 #include "sluice/smtp_data.h"
 
+#include <string.h>
+
 enum {
     D_BOL = 0, /* at the beginning of a line */
     D_TEXT,    /* inside a line */
@@ -59,7 +61,24 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
             }
             r->state = D_TEXT;
             continue; /* same byte, as text */
-        case D_TEXT:
+        case D_TEXT: {
+            /* The run of ordinary bytes up to the next CR or LF, found with
+             * memchr: byte by byte this state was a third of sluice-smtpd's
+             * CPU on 100 KiB messages. */
+            size_t n = len - i;
+            const char *cr = memchr(in + i, '\r', n);
+            if (cr)
+                n = (size_t)(cr - (in + i));
+            const char *lf = memchr(in + i, '\n', n);
+            if (lf)
+                n = (size_t)(lf - (in + i));
+            if (n > 0) {
+                r->line_len += n;
+                if (r->line_len > SMTP_DATA_LINE_MAX)
+                    r->long_line = true;
+                i += n;
+                continue;
+            }
             line_byte(r);
             if (c == '\r') {
                 r->state = D_CR;
@@ -73,6 +92,7 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
             }
             i++;
             continue;
+        }
         case D_CR:
             if (c == '\n') {
                 line_byte(r);

@@ -1,9 +1,10 @@
 /*
  * test_smtp_data.c - the DATA reader: end marker, dot-unstuffing, bare
  * CR/LF (smuggling), long lines, size limit, and independence from how the
- * input is split into reads.
+ * input is split into reads; and agreement with a byte-by-byte model.
  */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,6 +180,143 @@ static void test_incomplete_stays_open(void **st)
     check(S("abc\r\n.\r"), S("abc\r\n"), 0, false, false);
 }
 
+/*
+ * The reference: the reader as it was before its text state scanned with
+ * memchr, one byte at a time, kept here as the model the fast one must
+ * match on every input and every split.
+ */
+enum { R_BOL, R_TEXT, R_CR, R_DOT, R_DOT_CR };
+
+struct ref {
+    int state;
+    size_t line_len, consumed;
+    bool bare, long_line, done;
+    struct out o;
+};
+
+static void ref_byte_out(struct ref *m, const char *p, size_t n)
+{
+    memcpy(m->o.buf + m->o.len, p, n);
+    m->o.len += n;
+}
+
+static void ref_line_byte(struct ref *m)
+{
+    if (++m->line_len > SMTP_DATA_LINE_MAX)
+        m->long_line = true;
+}
+
+static void ref_run(const char *in, size_t len, struct ref *m)
+{
+    memset(m, 0, sizeof(*m));
+    for (size_t i = 0; i < len && !m->done;) {
+        char c = in[i];
+        switch (m->state) {
+        case R_BOL:
+            m->line_len = 0;
+            if (c == '.') {
+                ref_line_byte(m);
+                m->state = R_DOT;
+                i++;
+            } else {
+                m->state = R_TEXT;
+            }
+            break;
+        case R_TEXT:
+            ref_line_byte(m);
+            if (c == '\r') {
+                m->state = R_CR;
+            } else if (c == '\n') {
+                m->bare = true;
+                m->line_len = 0;
+            }
+            ref_byte_out(m, &c, 1);
+            i++;
+            break;
+        case R_CR:
+            if (c == '\n') {
+                ref_line_byte(m);
+                ref_byte_out(m, &c, 1);
+                m->state = R_BOL;
+                i++;
+            } else {
+                m->bare = true;
+                m->state = R_TEXT;
+            }
+            break;
+        case R_DOT:
+            if (c == '\r') {
+                ref_line_byte(m);
+                m->state = R_DOT_CR;
+                i++;
+            } else {
+                m->state = R_TEXT; /* the stuffing dot is dropped */
+            }
+            break;
+        case R_DOT_CR:
+            if (c == '\n') {
+                m->done = true;
+                m->consumed = i + 1;
+            } else {
+                m->bare = true;
+                ref_byte_out(m, "\r", 1);
+                m->state = R_TEXT;
+            }
+            break;
+        }
+    }
+}
+
+/* Random mail-like input: text runs (some past the line limit), CRLFs,
+ * dots at line starts, bare CRs and LFs. */
+static size_t random_input(char *buf, size_t cap, uint32_t *seed)
+{
+    size_t n = 0;
+    while (n + 1200 < cap) {
+        *seed = *seed * 1103515245u + 12345u;
+        unsigned pick = (*seed >> 16) % 16, run;
+        if (pick < 6) {
+            run = (*seed >> 8) % (pick == 0 ? 1100 : 80);
+            memset(buf + n, 'x', run);
+            n += run;
+        } else if (pick < 11) {
+            memcpy(buf + n, "\r\n", 2);
+            n += 2;
+        } else if (pick < 14) {
+            buf[n++] = '.';
+        } else {
+            buf[n++] = pick == 14 ? '\r' : '\n';
+        }
+        if (((*seed >> 4) & 63) == 0)
+            break;
+    }
+    return n;
+}
+
+static void test_matches_byte_by_byte_model(void **st)
+{
+    (void)st;
+    static char in[6000];
+    uint32_t seed = 20261123;
+    for (int k = 0; k < 3000; k++) {
+        size_t len = random_input(in, sizeof(in), &seed);
+        struct ref m;
+        ref_run(in, len, &m);
+        const size_t steps[] = {0, 1, 2, 3, 7, 64, 999, 1000, 1001};
+        for (size_t j = 0; j < sizeof(steps) / sizeof(steps[0]); j++) {
+            struct result res;
+            run(in, len, steps[j], 0, &res);
+            assert_int_equal(res.r.done, m.done);
+            assert_int_equal(res.r.bare_newline, m.bare);
+            assert_int_equal(res.r.long_line, m.long_line);
+            if (m.done)
+                assert_int_equal(res.consumed, m.consumed);
+            assert_int_equal(res.o.len, m.o.len);
+            assert_memory_equal(res.o.buf, m.o.buf, m.o.len);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_eight_bit_and_nul_pass),
         cmocka_unit_test(test_incomplete_stays_open),
+        cmocka_unit_test(test_matches_byte_by_byte_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
