@@ -44,7 +44,9 @@ static void line_byte(smtp_data_reader *r)
 size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data_emit_fn emit,
                       void *arg)
 {
-    size_t i = 0, span = 0; /* in[span..i) is content not yet emitted */
+    size_t i = 0, span = 0;      /* in[span..i) is content not yet emitted */
+    size_t cr_at = 0, lf_at = 0; /* the next CR and LF at or after i, or len */
+    bool cr_known = false, lf_known = false;
 
     while (i < len) {
         char c = in[i];
@@ -62,16 +64,25 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
             r->state = D_TEXT;
             continue; /* same byte, as text */
         case D_TEXT: {
-            /* The run of ordinary bytes up to the next CR or LF, found with
-             * memchr: byte by byte this state was a third of sluice-smtpd's
-             * CPU on 100 KiB messages. */
-            size_t n = len - i;
-            const char *cr = memchr(in + i, '\r', n);
-            if (cr)
-                n = (size_t)(cr - (in + i));
-            const char *lf = memchr(in + i, '\n', n);
-            if (lf)
-                n = (size_t)(lf - (in + i));
+            /*
+             * The run of ordinary bytes up to the next CR or LF, found with
+             * memchr: byte by byte this state was 30 % of sluice-smtpd's CPU
+             * on 100 KiB messages. Each search result is kept until i passes
+             * it, so no byte is searched twice: lines ended by bare LFs
+             * would otherwise rescan the rest of the input for a CR at
+             * every line (quadratic in the read size).
+             */
+            if (!cr_known || cr_at < i) {
+                const char *p = memchr(in + i, '\r', len - i);
+                cr_at = p ? (size_t)(p - in) : len;
+                cr_known = true;
+            }
+            if (!lf_known || lf_at < i) {
+                const char *p = memchr(in + i, '\n', len - i);
+                lf_at = p ? (size_t)(p - in) : len;
+                lf_known = true;
+            }
+            size_t n = (cr_at < lf_at ? cr_at : lf_at) - i;
             if (n > 0) {
                 r->line_len += n;
                 if (r->line_len > SMTP_DATA_LINE_MAX)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -317,6 +318,41 @@ static void test_matches_byte_by_byte_model(void **st)
     }
 }
 
+static void count_emit(void *arg, const char *p, size_t n)
+{
+    (void)p;
+    *(size_t *)arg += n;
+}
+
+/*
+ * 2 Mi lines ended by bare LFs in one read. The reader must search each
+ * byte once: a search for the next CR from every line start would take
+ * hours here instead of milliseconds. The alarm turns such a hang into a
+ * failure (SIGALRM ends the test) instead of a stuck suite.
+ */
+static void test_bare_lf_lines_scan_once(void **st)
+{
+    (void)st;
+    size_t lines = (size_t)2 << 20, len = lines * 2 + 5;
+    char *in = malloc(len);
+    assert_non_null(in);
+    for (size_t k = 0; k < lines; k++)
+        memcpy(in + 2 * k, "a\n", 2);
+    memcpy(in + lines * 2, "\r\n.\r\n", 5);
+    smtp_data_reader r;
+    smtp_data_init(&r, 0);
+    size_t got = 0;
+    alarm(60);
+    size_t used = smtp_data_feed(&r, in, len, count_emit, &got);
+    alarm(0);
+    free(in);
+    assert_int_equal(used, len);
+    assert_true(r.done);
+    assert_true(r.bare_newline);
+    assert_false(r.long_line);
+    assert_int_equal(got, lines * 2 + 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_eight_bit_and_nul_pass),
         cmocka_unit_test(test_incomplete_stays_open),
         cmocka_unit_test(test_matches_byte_by_byte_model),
+        cmocka_unit_test(test_bare_lf_lines_scan_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
