@@ -177,7 +177,7 @@ static void on_hup(uv_signal_t *h, int signum)
  * Maildir writes and spool syncs run on libuv's pool. Its threads only
  * overlap disk waits (the SMTP client runs on the loop), and each idle one
  * costs a wake-up per job: with 25 threads (the old concurrency / 4) the
- * runner switched 3.2 times a message at 50 sessions, with 4 0.9 times,
+ * runner switched 3.1 times a message at 50 sessions, with 4 0.86 times,
  * for 8 % less of its CPU and deferrals as fast (docs/performance.md). So 4,
  * plus one per 25 deliveries past 100 for configurations that raise
  * concurrency. An explicit UV_THREADPOOL_SIZE wins.
