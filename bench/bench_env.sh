@@ -12,7 +12,11 @@ bench_private_ns() {
     fi
 }
 
-# bench_work_setup WORK PORT USER... - empties WORK and cds into it; writes
+# bench_work_setup WORK PORT USER... - moves an earlier WORK aside into
+# WORK.retired/ (not deleted: on ext4 without a journal every file created
+# in the next minutes would walk the inodes a delete freed, a tax of the
+# harness on the run measured; docs/performance.md, "A benchmark
+# artefact"), makes WORK afresh and cds into it; writes
 # a resolv.conf naming 127.0.0.1 over /etc/resolv.conf (inside the private
 # namespace: no lookup leaves the machine), a Maildir and a mailboxes entry
 # USER@bench.test for each USER, and sluice.conf (smtpd on 127.0.0.1:PORT,
@@ -20,7 +24,11 @@ bench_private_ns() {
 bench_work_setup() {
     local work=$1 port=$2 u
     shift 2
-    rm -rf "$work"
+    if [ -e "$work" ]; then
+        mkdir -p "$work.retired"
+        mv "$work" "$work.retired/$(date +%s%N)"
+        echo "$0: the last run's files are in $work.retired/; remove them when no run follows within minutes" >&2
+    fi
     mkdir -p "$work"
     cd "$work" || return
     printf 'nameserver 127.0.0.1\n' >resolv.conf

@@ -23,6 +23,7 @@ done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-listbench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
+# shellcheck disable=SC2046 # pkg-config prints several flags, to be split
 cc -O2 -std=c17 -D_GNU_SOURCE -I"$src/include" "$src/bench/queue_list_bench.c" \
     "$build/queue/libsluice_queue.a" "$build/common/libsluice_common.a" \
     $(pkg-config --libs libuv zlib) -lpthread -o "$tmp/fill"
