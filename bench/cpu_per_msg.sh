@@ -5,8 +5,9 @@
 # to one Maildir, over kept connections, with sluice-delivery delivering
 # beside it as in bench/compare. Prints the accept rate and, per daemon,
 # CPU (task-clock) and context switches per message, from `perf stat -p`
-# when perf is installed, else CPU from /proc/PID/stat. A warm-up of 2,000
-# messages runs first. NODLV=1 leaves sluice-delivery out (its messages
+# when perf is installed, else CPU from /proc/PID/stat; with perf, also
+# smtp-source's own CPU per message; and how busy the whole machine was.
+# A warm-up of 2,000 messages runs first. NODLV=1 leaves sluice-delivery out (its messages
 # stay in the spool). The environment reaches the daemons, so
 # UV_THREADPOOL_SIZE=25 reproduces the runner's old pool. Used for the A/B
 # measurements in docs/performance.md; single runs vary by ±15 % on a
@@ -59,9 +60,20 @@ for d in "${daemons[@]}"; do
     fi
 done
 [ ${#stats[@]} -gt 0 ] && sleep 0.5
+# The whole machine's busy share over the run (all CPUs, /proc/stat): near
+# 100 % means the rate is bound by CPU, not by waits.
+cpu_now() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+read -r busy0 all0 < <(cpu_now)
 a=$(date +%s.%N)
-send "$n"
+if command -v perf >/dev/null; then
+    perf stat -e task-clock -x, -o perf.smtp-source -- \
+        smtp-source -s "$s" -m "$n" -l "$l" -f a@client.test -t u1@bench.test \
+        -M client.test -d "127.0.0.1:$port"
+else
+    send "$n"
+fi
 b=$(date +%s.%N)
+read -r busy1 all1 < <(cpu_now)
 if [ ${#stats[@]} -gt 0 ]; then
     kill -INT "${stats[@]}"
     wait "${stats[@]}" 2>/dev/null || true
@@ -70,6 +82,12 @@ hz=$(getconf CLK_TCK)
 awk -v n="$n" -v a="$a" -v b="$b" -v s="$s" -v l="$l" 'BEGIN {
     printf "accepted %d messages of %d bytes at %d sessions in %.2f s: %.0f msgs/s\n",
            n, l, s, b - a, n / (b - a) }'
+awk -v b="$((busy1 - busy0))" -v t="$((all1 - all0))" 'BEGIN {
+    printf "machine busy: %.0f %% of all CPUs\n", t ? 100 * b / t : 0 }'
+if [ -s perf.smtp-source ]; then
+    awk -F, -v n="$n" '$3 == "task-clock" {
+        printf "smtp-source (the load tool): %.0f us CPU per message\n", $1 * 1000 / n }' perf.smtp-source
+fi
 for d in "${daemons[@]}"; do
     name=${d%%:*}
     if [ -s "perf.$name" ]; then
