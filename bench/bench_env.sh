@@ -20,7 +20,7 @@ bench_private_ns() {
 # a resolv.conf naming 127.0.0.1 over /etc/resolv.conf (inside the private
 # namespace: no lookup leaves the machine), a Maildir and a mailboxes entry
 # USER@bench.test for each USER, and sluice.conf (smtpd on 127.0.0.1:PORT,
-# no SPF, spool in WORK/spool).
+# no SPF, spool in WORK/spool, connection limits as in bench/compare).
 bench_work_setup() {
     local work=$1 port=$2 u
     shift 2
@@ -46,6 +46,8 @@ spool = spool
 log = stderr
 [smtpd]
 listen = 127.0.0.1:$port mx
+max_connections = 20000
+max_connections_per_ip = 20000
 trusted_networks = 127.0.0.0/8
 spf = off
 [domains]
