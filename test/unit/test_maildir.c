@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -21,6 +22,55 @@
 #include "sluice/maildir.h"
 
 static char g_root[256];
+
+/*
+ * The scratch filesystem takes renameat2's RENAME_NOREPLACE and hard links,
+ * so maildir.c's fallbacks (link() where the flag is refused, rename() where
+ * links are too) would never run here. These definitions stand in for
+ * libc's in this program (an executable's own symbols come first): they go
+ * straight to the kernel unless a test tells them to refuse, as such a
+ * filesystem would.
+ */
+static int g_renameat2_errno, g_linkat_errno, g_linkat_eexist_left;
+static int g_renameat2_calls, g_linkat_calls, g_renameat_calls;
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    g_renameat2_calls++;
+    if (g_renameat2_errno) {
+        errno = g_renameat2_errno;
+        return -1;
+    }
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+int renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    g_renameat_calls++;
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, 0);
+}
+
+int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
+{
+    g_linkat_calls++;
+    if (g_linkat_eexist_left > 0) {
+        g_linkat_eexist_left--;
+        errno = EEXIST;
+        return -1;
+    }
+    if (g_linkat_errno) {
+        errno = g_linkat_errno;
+        return -1;
+    }
+    return (int)syscall(SYS_linkat, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+static void refuse_reset(void)
+{
+    g_renameat2_errno = g_linkat_errno = g_linkat_eexist_left = 0;
+    g_renameat2_calls = g_linkat_calls = g_renameat_calls = 0;
+}
 
 static int setup(void **state)
 {
@@ -504,6 +554,71 @@ static void test_staged(void **state)
     close(fd);
 }
 
+/* Delivers msg into folder rel with the refusals set up; checks the file in
+ * new/ holds want and that tmp/ is empty. */
+static void deliver_and_check(const char *rel, const char *want)
+{
+    static const char msg[] = "Subject: f\r\n\r\nfallback\r\n";
+    char md[512], p[1024], name[MAILDIR_NAME_MAX];
+    size_t len;
+    int fd = msg_fd(msg, sizeof(msg) - 1);
+    maildir_delivery d = {.key = "K_f", .hostname = "h", .fd = fd};
+
+    path(md, sizeof(md), rel);
+    d.dir = md;
+    int rc = maildir_deliver(&d, name, sizeof(name));
+    g_renameat2_errno = g_linkat_errno = 0; /* nothing else here is to be refused */
+    assert_int_equal(rc, 0);
+    snprintf(p, sizeof(p), "%s/new/%s", md, name);
+    char *got = slurp(p, &len);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(got, want, len);
+    free(got);
+    snprintf(p, sizeof(p), "%s/tmp", md);
+    assert_int_equal(count_entries(p), 0);
+    snprintf(p, sizeof(p), "%s/new", md);
+    assert_int_equal(count_entries(p), 1);
+    close(fd);
+}
+
+/* A filesystem that refuses RENAME_NOREPLACE (EINVAL): the spec's link()
+ * into new/, then the tmp/ name goes. */
+static void test_move_by_link(void **state)
+{
+    (void)state;
+    refuse_reset();
+    g_renameat2_errno = EINVAL;
+    deliver_and_check("ByLink", "Subject: f\n\nfallback\n");
+    assert_int_equal(g_renameat2_calls, 1);
+    assert_int_equal(g_linkat_calls, 1);
+    assert_int_equal(g_renameat_calls, 0);
+}
+
+/* No RENAME_NOREPLACE and no hard links (EPERM, as on FAT): rename(). */
+static void test_move_by_rename(void **state)
+{
+    (void)state;
+    refuse_reset();
+    g_renameat2_errno = EINVAL;
+    g_linkat_errno = EPERM;
+    deliver_and_check("ByRename", "Subject: f\n\nfallback\n");
+    assert_int_equal(g_linkat_calls, 1);
+    assert_int_equal(g_renameat_calls, 1);
+}
+
+/* link() finds the name in new/ taken: the next try has a fresh name and,
+ * the flag being known refused, goes straight to link(). */
+static void test_link_name_taken(void **state)
+{
+    (void)state;
+    refuse_reset();
+    g_renameat2_errno = EINVAL;
+    g_linkat_eexist_left = 1;
+    deliver_and_check("LinkTaken", "Subject: f\n\nfallback\n");
+    assert_int_equal(g_renameat2_calls, 1);
+    assert_int_equal(g_linkat_calls, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +631,9 @@ int main(void)
         cmocka_unit_test(test_find_delivered),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_staged),
+        cmocka_unit_test(test_move_by_link),
+        cmocka_unit_test(test_move_by_rename),
+        cmocka_unit_test(test_link_name_taken),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
