@@ -8,7 +8,22 @@
 bench_private_ns() {
     if [ -z "${SLUICE_BENCH_NS:-}" ]; then
         export SLUICE_BENCH_NS=1
-        exec unshare -m --propagation private "$@"
+        if unshare -m --propagation private true 2>/dev/null; then
+            exec unshare -m --propagation private "$@"
+        fi
+        # In a chroot, whose / is not a mount point, the propagation of /
+        # cannot be changed (bench/compare meets the same): a namespace that
+        # keeps it, and bench_ns_cleanup undoes the resolv.conf bind.
+        export SLUICE_BENCH_UNMOUNT=1
+        exec unshare -m --propagation unchanged "$@"
+    fi
+}
+
+# For the scripts' EXIT traps: undoes bench_work_setup's bind of
+# /etc/resolv.conf where the namespace could not be made private.
+bench_ns_cleanup() {
+    if [ "${SLUICE_BENCH_UNMOUNT:-}" = 1 ]; then
+        umount /etc/resolv.conf 2>/dev/null || true
     fi
 }
 

@@ -30,7 +30,7 @@ command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 bench_work_setup "$work" "$port" u1
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; bench_ns_cleanup' EXIT
 "$bin/sluice-smtpd" -c sluice.conf 2>smtpd.log &
 sp=$!
 pids+=("$sp")

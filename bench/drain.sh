@@ -37,7 +37,7 @@ PY
 fi
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; bench_ns_cleanup' EXIT
 "$bin/sluice-smtpd" -c sluice.conf 2>smtpd.log &
 pids+=($!)
 bench_wait_smtpd

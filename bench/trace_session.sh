@@ -47,7 +47,7 @@ if [ -n "${RUNNER:-}" ]; then
     "$bin/sluice-delivery" -c sluice.conf 2>delivery.log &
     dpid=$!
 fi
-trap 'stop_tracing; kill $pid $dpid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap 'stop_tracing; kill $pid $dpid 2>/dev/null || true; wait 2>/dev/null || true; bench_ns_cleanup' EXIT
 bench_wait_smtpd
 load() {
     smtp-source -s 1 -m "$1" -l 864 -f a@client.test -t u1@bench.test -M client.test \
