@@ -42,8 +42,13 @@ if [ -z "${NODLV:-}" ]; then
     pids+=("$dp")
     daemons+=("sluice-delivery:$dp")
 fi
+have_perf=
+command -v perf >/dev/null && have_perf=1
+# send COUNT [WRAPPER...]: the load, run under WRAPPER when one is given.
 send() {
-    smtp-source -s "$s" -m "$1" -l "$l" -f a@client.test -t u1@bench.test \
+    local m=$1
+    shift
+    "$@" smtp-source -s "$s" -m "$m" -l "$l" -f a@client.test -t u1@bench.test \
         -M client.test -d "127.0.0.1:$port"
 }
 send 2000
@@ -54,7 +59,7 @@ stats=()
 declare -A t0
 for d in "${daemons[@]}"; do
     t0[$d]=$(ticks "${d#*:}")
-    if command -v perf >/dev/null; then
+    if [ -n "$have_perf" ]; then
         perf stat -e task-clock,context-switches -x, -o "perf.${d%%:*}" -p "${d#*:}" &
         stats+=($!)
     fi
@@ -65,10 +70,8 @@ done
 cpu_now() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 read -r busy0 all0 < <(cpu_now)
 a=$(date +%s.%N)
-if command -v perf >/dev/null; then
-    perf stat -e task-clock -x, -o perf.smtp-source -- \
-        smtp-source -s "$s" -m "$n" -l "$l" -f a@client.test -t u1@bench.test \
-        -M client.test -d "127.0.0.1:$port"
+if [ -n "$have_perf" ]; then
+    send "$n" perf stat -e task-clock -x, -o perf.smtp-source --
 else
     send "$n"
 fi

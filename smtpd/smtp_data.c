@@ -8,6 +8,7 @@
  */
 #include "sluice/smtp_data.h"
 
+#include <stdint.h>
 #include <string.h>
 
 enum {
@@ -35,18 +36,33 @@ static void out(smtp_data_reader *r, const char *p, size_t n, smtp_data_emit_fn 
     emit(arg, p, n);
 }
 
-static void line_byte(smtp_data_reader *r)
+static void line_bytes(smtp_data_reader *r, size_t n)
 {
-    if (++r->line_len > SMTP_DATA_LINE_MAX)
+    r->line_len += n;
+    if (r->line_len > SMTP_DATA_LINE_MAX)
         r->long_line = true;
+}
+
+/*
+ * The next c at or after i in in[0..len), or len. *at keeps the last answer
+ * (SIZE_MAX: none yet) until i passes it, so no byte is searched twice: a
+ * body of lines ended by bare LFs would otherwise rescan the rest of the
+ * input for a CR at every line (quadratic in the read size).
+ */
+static size_t next_at(const char *in, size_t i, size_t len, char c, size_t *at)
+{
+    if (*at == SIZE_MAX || *at < i) {
+        const char *p = memchr(in + i, c, len - i);
+        *at = p ? (size_t)(p - in) : len;
+    }
+    return *at;
 }
 
 size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data_emit_fn emit,
                       void *arg)
 {
-    size_t i = 0, span = 0;      /* in[span..i) is content not yet emitted */
-    size_t cr_at = 0, lf_at = 0; /* the next CR and LF at or after i, or len */
-    bool cr_known = false, lf_known = false;
+    size_t i = 0, span = 0;                    /* in[span..i) is content not yet emitted */
+    size_t cr_at = SIZE_MAX, lf_at = SIZE_MAX; /* next_at's answers */
 
     while (i < len) {
         char c = in[i];
@@ -56,7 +72,7 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
             if (c == '.') {
                 out(r, in + span, i - span, emit, arg);
                 span = i + 1; /* the dot is held back */
-                line_byte(r);
+                line_bytes(r, 1);
                 r->state = D_DOT;
                 i++;
                 continue;
@@ -67,30 +83,17 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
             /*
              * The run of ordinary bytes up to the next CR or LF, found with
              * memchr: byte by byte this state was 30 % of sluice-smtpd's CPU
-             * on 100 KiB messages. Each search result is kept until i passes
-             * it, so no byte is searched twice: lines ended by bare LFs
-             * would otherwise rescan the rest of the input for a CR at
-             * every line (quadratic in the read size).
+             * on 100 KiB messages.
              */
-            if (!cr_known || cr_at < i) {
-                const char *p = memchr(in + i, '\r', len - i);
-                cr_at = p ? (size_t)(p - in) : len;
-                cr_known = true;
-            }
-            if (!lf_known || lf_at < i) {
-                const char *p = memchr(in + i, '\n', len - i);
-                lf_at = p ? (size_t)(p - in) : len;
-                lf_known = true;
-            }
-            size_t n = (cr_at < lf_at ? cr_at : lf_at) - i;
+            size_t cr = next_at(in, i, len, '\r', &cr_at);
+            size_t lf = next_at(in, i, len, '\n', &lf_at);
+            size_t n = (cr < lf ? cr : lf) - i;
             if (n > 0) {
-                r->line_len += n;
-                if (r->line_len > SMTP_DATA_LINE_MAX)
-                    r->long_line = true;
+                line_bytes(r, n);
                 i += n;
                 continue;
             }
-            line_byte(r);
+            line_bytes(r, 1);
             if (c == '\r') {
                 r->state = D_CR;
             } else if (c == '\n') {
@@ -106,7 +109,7 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
         }
         case D_CR:
             if (c == '\n') {
-                line_byte(r);
+                line_bytes(r, 1);
                 r->state = D_BOL;
                 i++;
                 continue;
@@ -118,7 +121,7 @@ size_t smtp_data_feed(smtp_data_reader *r, const char *in, size_t len, smtp_data
             if (c == '\r') {
                 out(r, in + span, i - span, emit, arg);
                 span = i + 1; /* hold the CR too */
-                line_byte(r);
+                line_bytes(r, 1);
                 r->state = D_DOT_CR;
                 i++;
                 continue;
