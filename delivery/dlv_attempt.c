@@ -268,10 +268,74 @@ static void give_up(dlv_msg *m, int prep, int64_t next_ms)
     m->next_ms = next_ms;
 }
 
+/*
+ * Decides each due recipient's way: a local mailbox (res.maildir), an
+ * immediate outcome (res.tried), an alias expanded into new recipients
+ * (*changed), or remote (neither: build_tasks groups it).
+ */
+static int classify(dlv_msg *m, int64_t now_s, bool *changed)
+{
+    envelope *e = &m->e;
+    const sluice_config *cfg = m->r->cfg;
+    int rc = ensure_res(m, e->nrcpt);
+    /* e->nrcpt grows while we go: targets are classified in the same round. */
+    for (size_t i = 0; rc == 0 && i < e->nrcpt; i++) {
+        if (!due(m, &e->rcpts[i], now_s))
+            continue;
+        const char *domain = dlv_addr_domain(e->rcpts[i].addr);
+        if (!*domain)
+            rc = set_res(m, i, 550, "5.1.3", "550 5.1.3 bad recipient address syntax", "local");
+        else if (config_is_local_domain(cfg, domain, strlen(domain)))
+            rc = classify_local(m, i, changed);
+        /* else remote: build_tasks groups it */
+        if (rc == 0)
+            rc = ensure_res(m, e->nrcpt);
+    }
+    return rc;
+}
+
+/*
+ * The attempt of a handed-over record: the envelope from the record, and
+ * only the simple case, which is nearly all mail: every due recipient a
+ * local mailbox. Anything else is answered "keep" before a byte is written
+ * (sluice-smtpd puts it into queue/ and the usual attempt follows): remote
+ * recipients read the message from queue/, an alias expansion must be
+ * stored before its targets are delivered, and an immediate outcome (an
+ * unknown mailbox) is recorded there.
+ */
+void dlv_attempt_prepare_journal(dlv_msg *m)
+{
+    envelope *e = &m->e;
+    const dlv_jrec *j = m->jrec;
+    char err[128];
+    m->prep = DLV_PREP_KEEP;
+    m->next_ms = -1; /* forgotten here: the "late" announcement brings it back */
+    int rc = envelope_parse(j->data, j->env_len, e, err, sizeof(err));
+    if (rc != 0 || strcmp(e->id, m->id) != 0 || e->size != j->msg_len) {
+        log_warn("%s: handed-over record not usable (%s); left to queue/", m->id,
+                 rc == -ENOMEM ? "out of memory"
+                 : rc          ? err
+                               : "another message");
+        return;
+    }
+    if (e->hold)
+        return;
+    m->now_us = dlv_now_us();
+    int64_t now_s = m->now_us / 1000000;
+    bool changed = false;
+    if (classify(m, now_s, &changed) != 0 || changed)
+        return;
+    for (size_t i = 0; i < e->nrcpt; i++)
+        if (due(m, &e->rcpts[i], now_s) && (m->res[i].tried || !m->res[i].maildir))
+            return;
+    if (build_tasks(m, now_s) != 0)
+        return;
+    m->prep = DLV_PREP_GO;
+}
+
 void dlv_attempt_prepare(dlv_msg *m)
 {
     spool_fs *fs = m->r->fs;
-    const sluice_config *cfg = m->r->cfg;
     envelope *e = &m->e;
     int64_t now_ms = dlv_now_ms();
 
@@ -324,20 +388,7 @@ void dlv_attempt_prepare(dlv_msg *m)
     m->now_us = dlv_now_us();
     int64_t now_s = m->now_us / 1000000;
     bool changed = false;
-    rc = ensure_res(m, e->nrcpt);
-    /* e->nrcpt grows while we go: targets are classified in the same round. */
-    for (size_t i = 0; rc == 0 && i < e->nrcpt; i++) {
-        if (!due(m, &e->rcpts[i], now_s))
-            continue;
-        const char *domain = dlv_addr_domain(e->rcpts[i].addr);
-        if (!*domain)
-            rc = set_res(m, i, 550, "5.1.3", "550 5.1.3 bad recipient address syntax", "local");
-        else if (config_is_local_domain(cfg, domain, strlen(domain)))
-            rc = classify_local(m, i, &changed);
-        /* else remote: build_tasks groups it */
-        if (rc == 0)
-            rc = ensure_res(m, e->nrcpt);
-    }
+    rc = classify(m, now_s, &changed);
     const char *what = "out of memory";
     /* The expansion is on disk before any target is delivered: delivery
      * keys (id_index) must name the same recipient after a crash. */

@@ -90,6 +90,7 @@ static void msg_free(dlv_msg *m)
         free(m->res[i].maildir);
     }
     free(m->res);
+    free(m->jrec);
     envelope_free(&m->e);
     dlv_maps_unref(m->maps);
     free(m);
@@ -105,6 +106,9 @@ void dlv_msg_end(dlv_msg *m)
     for (size_t i = 0; i < m->ndsn; i++)
         if (dlv_sched_add(&r->sched, m->dsn_ids[i], now, 0) != 0)
             log_warn("%s: cannot schedule (the scan will)", m->dsn_ids[i]);
+    /* A handed record: sluice-smtpd forgets it, or writes it into queue/. */
+    if (m->jrec && r->handoff_open)
+        dlv_handoff_answer(&r->handoff, !m->jdone, m->jrec->seq, m->id);
     r->inflight--;
     msg_free(m);
     dlv_runner_job_done(r);
@@ -169,7 +173,7 @@ static void local_deliver(dlv_task *t)
     dlv_msg *m = t->msg;
     const envelope *e = &m->e;
     bool fresh = e->arrival_us > m->r->start_us && e->rcpts[t->rcpt].attempts == 0 &&
-                 !atomic_load(&m->r->store_failed);
+                 !(m->flags & DLV_SCHED_CHECK) && !atomic_load(&m->r->store_failed);
     bool check = !fresh && dlv_keyindex_may_hold(&m->r->keyindex, t->maildir, t->key);
     maildir_delivery d = {
         .dir = t->maildir,
@@ -178,6 +182,8 @@ static void local_deliver(dlv_task *t)
         .return_path = e->sender,
         .delivered_to = e->rcpts[t->rcpt].addr,
         .fd = m->lockfd,
+        .data = m->jrec ? m->jrec->data + m->jrec->env_len : NULL,
+        .len = m->jrec ? m->jrec->msg_len : 0,
         .defer_sync = true,
         .stage = stage_here,
         .stage_arg = t,
@@ -283,7 +289,10 @@ static void deliver_inline(dlv_msg *m)
 static void prepare_work(uv_work_t *w)
 {
     dlv_msg *m = w->data;
-    dlv_attempt_prepare(m);
+    if (m->jrec)
+        dlv_attempt_prepare_journal(m);
+    else
+        dlv_attempt_prepare(m);
     if (m->prep == DLV_PREP_GO)
         deliver_inline(m);
 }
@@ -341,6 +350,15 @@ void dlv_msg_start(dlv_runner *r, const char *id, unsigned flags)
     m->lockfd = -1;
     m->next_ms = -1;
     envelope_init(&m->e);
+    if ((flags & DLV_SCHED_JOURNAL) && r->handoff_open) {
+        m->jrec = dlv_handoff_take(&r->handoff, id); /* NULL: not (or no longer) handed */
+        /* Announced "late" meanwhile: sluice-smtpd has written it into
+         * queue/ and expects no answer; the attempt is made from there. */
+        if (m->jrec && (flags & DLV_SCHED_CHECK)) {
+            free(m->jrec);
+            m->jrec = NULL;
+        }
+    }
     m->work.data = m;
     int rc = uv_queue_work(r->loop, &m->work, prepare_work, prepare_done);
     if (rc) {

@@ -50,7 +50,7 @@ static bool is_space(char c)
 }
 
 int dlv_notify_parse(const char *text, size_t len,
-                     void (*each)(void *arg, const char *id, bool force), void *arg)
+                     void (*each)(void *arg, const char *id, unsigned flags), void *arg)
 {
     size_t i = 0, n = 0;
     while (i < len && is_space(text[i]))
@@ -59,11 +59,13 @@ int dlv_notify_parse(const char *text, size_t len,
     while (i < len && !is_space(text[i]))
         i++;
     size_t vlen = i - vstart;
-    bool force;
+    unsigned flags;
     if (vlen == 3 && memcmp(text + vstart, "new", 3) == 0)
-        force = false;
+        flags = 0;
+    else if (vlen == 4 && memcmp(text + vstart, "late", 4) == 0)
+        flags = DLV_SCHED_CHECK;
     else if (vlen == 5 && memcmp(text + vstart, "flush", 5) == 0)
-        force = true;
+        flags = DLV_SCHED_FORCE;
     else
         return -EINVAL;
     int taken = 0;
@@ -80,12 +82,12 @@ int dlv_notify_parse(const char *text, size_t len,
             char id[QUEUE_ID_LEN + 1];
             memcpy(id, text + s, QUEUE_ID_LEN);
             id[QUEUE_ID_LEN] = '\0';
-            each(arg, id, force);
+            each(arg, id, flags);
             taken++;
         }
     }
-    if (force && n == 0)
-        each(arg, NULL, true);
+    if (flags == DLV_SCHED_FORCE && n == 0)
+        each(arg, NULL, DLV_SCHED_FORCE);
     return taken;
 }
 

@@ -208,8 +208,35 @@ bool dlv_finish_is_removal(const dlv_msg *m)
     return true;
 }
 
+/*
+ * The end of a handed record's attempt. Nothing is stored: the message was
+ * never in queue/. When every recipient is delivered and nothing is owed
+ * (no success DSN), it is done: the same log lines as a removal, and
+ * sluice-smtpd forgets it on our "done". Otherwise it is answered "keep":
+ * sluice-smtpd writes it into queue/, announces it "late", and that
+ * attempt finds what this one wrote by its delivery keys and records
+ * every outcome the usual way.
+ */
+static void finish_journal(dlv_msg *m)
+{
+    m->next_ms = -1;
+    if (!dlv_finish_is_removal(m)) {
+        log_info("%s: not all delivered from the hand-off; continued from queue/", m->id);
+        return;
+    }
+    int64_t now_us = dlv_now_us();
+    for (size_t i = 0; i < m->e.nrcpt; i++)
+        apply(m, i, now_us);
+    log_info("%s: removed", m->id);
+    m->jdone = true;
+}
+
 void dlv_attempt_finish(dlv_msg *m)
 {
+    if (m->jrec) {
+        finish_journal(m);
+        return;
+    }
     const sluice_config *cfg = m->r->cfg;
     spool_fs *fs = m->r->fs;
     envelope *e = &m->e;

@@ -14,6 +14,7 @@
 
 #include "sluice/daemon.h"
 #include "sluice/dlv_core.h"
+#include "sluice/handoff_format.h"
 #include "sluice/log.h"
 
 #define SCAN_INTERVAL_MS (60 * 1000)
@@ -176,14 +177,28 @@ int dlv_runner_new(uv_loop_t *loop, const sluice_config *cfg, spool_fs *fs,
     return 0;
 }
 
-static void request_one(void *arg, const char *id, bool force)
+static void request_one(void *arg, const char *id, unsigned flags)
 {
-    dlv_runner_request(arg, id, force);
+    dlv_runner_request(arg, id, flags);
+}
+
+static void handed_one(void *arg, const char *id)
+{
+    dlv_runner *r = arg;
+    if (dlv_sched_add(&r->sched, id, dlv_now_ms(), DLV_SCHED_JOURNAL) != 0)
+        log_warn("%s: cannot schedule (out of memory); sluice-smtpd will queue it", id);
 }
 
 static void on_notify(void *arg, const char *text, size_t len)
 {
     dlv_runner *r = arg;
+    if (handoff_is_records(text, len)) {
+        if (r->stopping || !r->handoff_open ||
+            dlv_handoff_receive(&r->handoff, text, len, handed_one, r) < 0)
+            return; /* unanswered: sluice-smtpd writes them into queue/ after its wait */
+        dlv_runner_pump(r);
+        return;
+    }
     if (dlv_notify_parse(text, len, request_one, r) < 0)
         log_warn("delivery socket: unknown request '%.40s'", text);
 }
@@ -217,6 +232,10 @@ int dlv_runner_start(dlv_runner *r)
         return rc;
     else
         r->handles_open++;
+    if (dlv_handoff_init(r->loop, &r->handoff, spool_fs_root(r->fs)) == 0) {
+        r->handoff_open = true;
+        r->handles_open += 2;
+    }
     uv_timer_t *timers[] = {&r->due_timer, &r->scan_timer, &r->grace_timer};
     for (size_t i = 0; i < 3; i++) {
         uv_timer_init(r->loop, timers[i]);
@@ -231,12 +250,11 @@ int dlv_runner_start(dlv_runner *r)
 
 /* ---- requests and the pump ---- */
 
-void dlv_runner_request(dlv_runner *r, const char *id, bool force)
+void dlv_runner_request(dlv_runner *r, const char *id, unsigned flags)
 {
     if (r->stopping)
         return;
     int64_t now = dlv_now_ms();
-    unsigned flags = force ? DLV_SCHED_FORCE : 0;
     if (!id) {
         dlv_sched_all_due(&r->sched, now, flags);
         dlv_scan_start(r); /* and whatever is on disk but not scheduled */
@@ -300,6 +318,8 @@ static void finish_stop(dlv_runner *r)
     if (r->closing)
         return;
     r->closing = true;
+    if (r->handoff_open)
+        dlv_handoff_close(&r->handoff, handle_closed, r);
     uv_close((uv_handle_t *)&r->due_timer, handle_closed);
     uv_close((uv_handle_t *)&r->scan_timer, handle_closed);
     uv_close((uv_handle_t *)&r->grace_timer, handle_closed);
@@ -373,6 +393,8 @@ void dlv_runner_free(dlv_runner *r)
     dlv_slots_free(&r->slots);
     dlv_syncfs_free(&r->syncfs);
     dlv_keyindex_free(&r->keyindex);
+    if (r->handoff_open)
+        dlv_handoff_free(&r->handoff);
     dlv_maps_unref(r->maps);
     free(r);
 }

@@ -94,70 +94,85 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /*
- * Copies head (our header lines), then the message from `in` (offset 0 to
- * EOF) to `out`, every CRLF made LF. A CR at the end of one chunk is held
- * until the next shows what follows. The header goes out with the first
- * chunk, and a short read is the end of the file (a committed spool file
- * never grows): a small message is one pread and one write.
+ * Converts n bytes at p, every CRLF made LF, to o; returns the end of the
+ * output. *cr carries a CR that ended the previous piece until this one
+ * shows what follows it (a lone CR stays).
  */
-static int copy_message(int in, int out, const char *head, size_t headlen)
+static char *crlf_to_lf(const char *p, size_t n, char *o, bool *cr)
 {
-    char *ibuf, *obuf;
+    const char *end = p + n;
+    if (*cr && n > 0) {
+        if (*p != '\n')
+            *o++ = '\r';
+        *cr = false;
+    }
+    while (p < end) {
+        const char *q = memchr(p, '\r', (size_t)(end - p));
+        size_t run = (size_t)((q ? q : end) - p);
+        memcpy(o, p, run);
+        o += run;
+        p += run;
+        if (q == NULL)
+            break;
+        if (q + 1 == end) {
+            *cr = true; /* decide with the next piece */
+            p = end;
+        } else if (q[1] == '\n') {
+            *o++ = '\n';
+            p = q + 2;
+        } else {
+            *o++ = '\r';
+            p = q + 1;
+        }
+    }
+    return o;
+}
+
+/*
+ * Copies head (our header lines), then the message (from d->data, else
+ * from d->fd, offset 0 to EOF) to `out`, every CRLF made LF. The header
+ * goes out with the first chunk, and a short read is the end of the file
+ * (a committed spool file never grows): a small message is one pread (or
+ * none) and one write.
+ */
+static int copy_message(const maildir_delivery *d, int out, const char *head, size_t headlen)
+{
+    char *ibuf = NULL, *obuf;
+    size_t chunk = d->data ? d->len : COPY_CHUNK;
     off_t off = 0;
     bool cr = false;
     int rc = 0;
 
-    ibuf = malloc(COPY_CHUNK);
-    obuf = malloc(headlen + COPY_CHUNK + 1);
-    if (ibuf == NULL || obuf == NULL) {
-        rc = -ENOMEM;
-        goto out;
+    if (!d->data && (ibuf = malloc(COPY_CHUNK)) == NULL)
+        return -ENOMEM;
+    if ((obuf = malloc(headlen + chunk + 1)) == NULL) {
+        free(ibuf);
+        return -ENOMEM;
     }
     for (;;) {
-        ssize_t n = pread(in, ibuf, COPY_CHUNK, off);
-        const char *p, *end;
-        char *o = obuf;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            goto out;
+        const char *in = d->data;
+        ssize_t n = (ssize_t)d->len;
+        if (!in) {
+            in = ibuf;
+            n = pread(d->fd, ibuf, COPY_CHUNK, off);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                rc = -errno;
+                goto out;
+            }
         }
+        char *o = obuf;
         if (headlen) {
             memcpy(o, head, headlen);
             o += headlen;
             headlen = 0;
         }
         off += n;
-        p = ibuf;
-        end = ibuf + n;
-        if (cr && n > 0) {
-            if (*p != '\n')
-                *o++ = '\r'; /* a lone CR stays */
-            cr = false;
-        }
-        while (p < end) {
-            const char *q = memchr(p, '\r', (size_t)(end - p));
-            size_t run = (size_t)((q ? q : end) - p);
-            memcpy(o, p, run);
-            o += run;
-            p += run;
-            if (q == NULL)
-                break;
-            if (q + 1 == end) {
-                cr = true; /* decide with the next chunk */
-                p = end;
-            } else if (q[1] == '\n') {
-                *o++ = '\n';
-                p = q + 2;
-            } else {
-                *o++ = '\r';
-                p = q + 1;
-            }
-        }
+        o = crlf_to_lf(in, (size_t)n, o, &cr);
         if (o > obuf && (rc = write_all(out, obuf, (size_t)(o - obuf))) < 0)
             goto out;
-        if (n < COPY_CHUNK)
+        if (d->data || n < COPY_CHUNK)
             break;
     }
     if (cr)
@@ -400,7 +415,8 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
     int dfd, fd, rc = 0;
     bool staged;
 
-    if (d == NULL || d->dir == NULL || d->dir[0] == '\0' || d->fd < 0 || !maildir_key_valid(d->key))
+    if (d == NULL || d->dir == NULL || d->dir[0] == '\0' || (d->fd < 0 && !d->data) ||
+        !maildir_key_valid(d->key))
         return -EINVAL;
     if ((d->return_path && !header_value_ok(d->return_path)) ||
         (d->delivered_to && !header_value_ok(d->delivered_to)))
@@ -423,7 +439,7 @@ int maildir_deliver(const maildir_delivery *d, char *name_out, size_t name_len)
     if (rc == 0)
         rc = make_headers(d, &head, &headlen);
     if (rc == 0)
-        rc = copy_message(d->fd, fd, head, headlen);
+        rc = copy_message(d, fd, head, headlen);
     free(head);
     /* Data before name: the file is durable before new/ shows it. */
     if (rc == 0 && !staged && fdatasync(fd) < 0)

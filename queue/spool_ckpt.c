@@ -1,25 +1,32 @@
 /*
  * spool_ckpt.c - the journal side of the group committer: the syncer's
- * journal write for a batch of small messages, and the checkpointer thread
- * that moves them into queue/ afterwards (docs/spool.md, "The journal").
+ * journal write for a batch of small messages and its hand-off to
+ * sluice-delivery, and the checkpointer thread that writes into queue/
+ * whatever the runner did not deliver (docs/spool.md, "The journal").
  *
- *   syncer:        stage each message's record, one pwrite + fdatasync of
- *                  the journal, while the writer writes the same messages'
- *                  files; once it is done with them, status 0 (the loop
- *                  says 250) and the files, still locked (in free/ or
- *                  incoming/), go to the checkpointer's list, in the
- *                  order of their records (the mark relies on it).
- *   checkpointer:  every SPOOL_CKPT_DELAY_MS (or at CKPT_BATCH messages, or at
- *                  once when the syncer needs journal space or the spool
- *                  closes), for all that is listed: syncfs, rename each into
- *                  queue/, fsync(queue/), raise the journal's mark, close
- *                  (unlock). Only then is sluice-delivery told about them.
+ *   syncer:        stage each message's record, one durable write of the
+ *                  journal: status 0 (the loop says 250). The items (the
+ *                  records' payloads) join the checkpointer's ring, in
+ *                  seq order, and the records go to the runner in one
+ *                  datagram or a few ("jnl", handoff_format.h).
+ *   runner:        delivers a handed message from its record, and answers
+ *                  "done SEQ:ID" once its copies are synced, or "keep"
+ *                  when it cannot finish it that way (remote recipients,
+ *                  aliases, a failure).
+ *   checkpointer:  every SPOOL_CKPT_DELAY_MS, writes into queue/ each item
+ *                  that is due and not done (handed ones after
+ *                  SPOOL_HANDOFF_MS or a "keep", others at once): files,
+ *                  syncfs, renames, fsync(queue/). Then it raises the
+ *                  journal's mark past the items at the front of the ring
+ *                  that are done or in queue/, and announces those it
+ *                  wrote: "new ID" when the runner never had them, "late
+ *                  ID" when it did (it may have delivered them, so it looks
+ *                  for their delivery keys first).
  *
- * Why the runner hears of a message only after the mark: recovery writes
- * back every record above the mark that is not in queue/. A message the
- * runner had delivered and removed before the mark covered it would come
- * back. (Its periodic scan leaves young messages to the announcement for
- * the same reason; dlv_scan.c.)
+ * Why the mark waits for "done" or queue/: recovery writes back every
+ * record above the mark that is not in queue/. So a restart can only ever
+ * bring back a message the runner delivered (announced "late", found by
+ * its keys), never lose one.
  *
  * After a failed journal write or checkpoint the spool is "broken": every
  * later commit fails (452) until sluice-smtpd restarts, when recovery
@@ -28,18 +35,17 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sluice/handoff_format.h"
+#include "sluice/journal_format.h"
 #include "sluice/log.h"
 #include "spool_recv.h"
 
-#define CKPT_BATCH 256 /* a checkpoint starts at once when this many wait */
-#define CKPT_MAX 512   /* messages per checkpoint */
-/* The syncer waits past this many: each holds two descriptors (its files
- * stay open and locked until renamed), so with a batch in flight that is up
- * to 1,536; sluice-smtpd raises its open-file limit to the hard limit. */
-#define CKPT_PENDING_MAX 512
+#define CKPT_MAX 512 /* messages written into queue/ per checkpoint */
 
 int spool_sync_fs(spool *s)
 {
@@ -78,26 +84,123 @@ static void wait_monotonic_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
-/* ---- syncer ---- */
+/* ---- the ring of items (under mu) ---- */
 
-/* Waits until the writer is done with the files of b[0..k): only then may
- * the syncer hand them on, or discard them. The writer never waits for the
- * syncer, so this ends. */
-static void wait_written(spool *s, spool_msg **b, size_t k)
+static spool_ckpt_item *ck_at(const spool *s, size_t i)
+{
+    return s->ck[(s->ck_head + i) % s->ck_cap];
+}
+
+/* The item of seq, or NULL (already resolved and gone, or never ours). */
+static spool_ckpt_item *ck_find(const spool *s, uint64_t seq)
+{
+    size_t lo = 0, hi = s->ck_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        spool_ckpt_item *it = ck_at(s, mid);
+        if (it->seq == seq)
+            return it;
+        if (it->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void item_free(spool_ckpt_item *it)
+{
+    sbuf_free(&it->env);
+    sbuf_free(&it->msg);
+    free(it);
+}
+
+void spool_ckpt_ack(spool *s, bool keep, uint64_t seq, const char *id)
 {
     pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < k; i++)
-        while (!b[i]->written)
-            pthread_cond_wait(&s->cv_written, &s->mu);
+    spool_ckpt_item *it = ck_find(s, seq);
+    /* Only an item we handed out and still hold: a late answer about one
+     * the checkpointer took meanwhile changes nothing (it is announced
+     * "late", and the runner finds its copies by their keys). */
+    if (it && it->handed && it->state == CK_PENDING && strcmp(it->txn.id, id) == 0) {
+        if (keep) {
+            it->due_us = 0;
+            pthread_cond_signal(&s->cv_ckpt);
+        } else {
+            it->state = CK_DONE;
+            s->stats.handed_done++;
+        }
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
-/* b[0..k) are staged; rc is their flush's result. */
-static void settle(spool *s, spool_msg **b, size_t k, int rc)
+/* ---- syncer ---- */
+
+/* A run of records for one hand-off datagram: b[from..to) */
+typedef struct handoff_run {
+    size_t from, to, off, len;
+} handoff_run;
+
+/* Sends b[0..k)'s records (at offs in the journal's stage, just written)
+ * to the runner; the items were queued as handed, and those whose
+ * datagram could not go (no runner, its socket full) are not. */
+static void hand_off(spool *s, spool_msg **b, const size_t *offs, size_t k)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    bool can = spool_path(spool_fs_root(s->fs), SPOOL_DELIVERY_SOCK, sa.sun_path,
+                          sizeof(sa.sun_path)) == 0;
+    const uint8_t *stage = spool_journal_stage_buf(s->journal);
+    uint8_t hdr[HANDOFF_HDR_LEN];
+    handoff_header(hdr, spool_journal_gen(s->journal));
+    size_t i = 0;
+    while (i < k) {
+        handoff_run run = {i, i, offs[i], 0};
+        while (run.to < k) {
+            size_t len = journal_rec_size(b[run.to]->env_len, b[run.to]->msg_len);
+            if (run.len + len > HANDOFF_DGRAM_MAX - HANDOFF_HDR_LEN)
+                break;
+            run.len += len;
+            run.to++;
+        }
+        if (run.to == run.from)
+            run.to++; /* one too big for a datagram: settle did not hand it */
+        bool sent = false;
+        if (can && run.len > 0) {
+            struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)(stage + run.off), run.len}};
+            struct msghdr mh = {
+                .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = iov, .msg_iovlen = 2};
+            ssize_t n;
+            do
+                n = sendmsg(s->handoff_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            while (n < 0 && errno == EINTR);
+            sent = n == (ssize_t)(sizeof(hdr) + run.len);
+        }
+        if (!sent && run.len > 0) {
+            /* Nobody will answer for these: the checkpointer writes them
+             * into queue/ after its usual delay and announces them "new". */
+            uint64_t now = spool_mono_us();
+            pthread_mutex_lock(&s->mu);
+            for (size_t x = run.from; x < run.to; x++) {
+                spool_ckpt_item *it = ck_find(s, b[x]->ck_seq);
+                if (it && it->state == CK_PENDING && it->handed) {
+                    it->handed = false;
+                    it->due_us = now + s->ckpt_delay_us;
+                }
+            }
+            s->stats.handoff_failed += run.to - run.from;
+            pthread_mutex_unlock(&s->mu);
+        }
+        i = run.to;
+    }
+}
+
+/* b[0..k) are staged (their records at offs); rc is their flush's result. */
+static void settle(spool *s, spool_msg **b, const size_t *offs, size_t k, int rc)
 {
     if (k == 0)
         return;
-    wait_written(s, b, k);
     if (rc != 0) {
         pthread_mutex_lock(&s->mu);
         set_broken(s, rc, "the journal write");
@@ -108,64 +211,62 @@ static void settle(spool *s, spool_msg **b, size_t k, int rc)
             spool_fail_msg(s, b[i], rc, "journal");
         return;
     }
-    /* A message whose files could not be written gets its 452 although its
-     * record is durable. Its item still goes to the checkpointer, in order,
-     * as a void one: the next checkpoint raises the mark past the record, so
-     * a restart does not write back a message the client will send again.
-     * A crash before that checkpoint does: a duplicate, never a loss (as
-     * for a failed journal write above). */
+    uint64_t now = spool_mono_us();
+    bool any_handed = false;
+    pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < k; i++) {
         spool_msg *m = b[i];
-        if (m->write_rc == 0)
-            continue;
         spool_ckpt_item *it = m->ck;
         m->ck = NULL;
         spool_txn_init(&it->txn, m->txn.id);
-        it->void_rec = true;
-        spool_fail_msg(s, m, m->write_rc, "write");
-        m->ck = it; /* settled below, as a void item */
-    }
-    uint64_t now = spool_mono_us();
-    size_t journaled = 0;
-    pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < k; i++) {
-        spool_msg *m = b[i];
-        spool_ckpt_item *it = m->ck;
-        m->ck = NULL;
-        if (!it->void_rec) {
-            journaled++;
-            it->txn = m->txn; /* the descriptors (and the lock) move to the item */
-            spool_txn_init(&m->txn, it->txn.id);
-            m->journaled = true;
-            m->status = 0;
-        }
-        it->next = NULL;
-        if (s->ck_tail)
-            s->ck_tail->next = it;
-        else {
-            s->ck_head = it;
-            s->ck_first_us = now;
-        }
-        s->ck_tail = it;
+        m->env_len = m->env.len;
+        m->msg_len = m->buf.len;
+        it->env = m->env; /* the payloads move to the item */
+        it->msg = m->buf;
+        sbuf_init(&m->env, 0);
+        sbuf_init(&m->buf, 0);
+        it->state = CK_PENDING;
+        it->handed = s->handoff_on && journal_rec_size(m->env_len, m->msg_len) <=
+                                          HANDOFF_DGRAM_MAX - HANDOFF_HDR_LEN;
+        it->due_us = now + (it->handed ? s->handoff_us : s->ckpt_delay_us);
+        any_handed |= it->handed;
+        m->ck_seq = it->seq;
+        m->journaled = true;
+        m->status = 0;
+        s->ck[(s->ck_head + s->ck_count) % s->ck_cap] = it;
         s->ck_count++;
     }
-    s->stats.journaled += journaled;
+    s->stats.journaled += k;
     pthread_cond_signal(&s->cv_ckpt);
     pthread_mutex_unlock(&s->mu);
+    if (any_handed)
+        hand_off(s, b, offs, k);
 }
 
-/* Waits until the checkpointer has caught up with *up_to (or the spool
- * broke); returns 0 or the broken error. */
+/*
+ * Waits until the mark has reached up_to and at most max_pending items
+ * wait; returns 0, the broken error, or the error that keeps the
+ * checkpointer from writing items into queue/ (a full disk: the journal
+ * has no room left either, so this batch gets its 452 rather than a wait
+ * without end).
+ */
 static int wait_mark(spool *s, uint64_t up_to, size_t max_pending)
 {
+    int rc = 0;
     pthread_mutex_lock(&s->mu);
     while (!s->broken && (s->mark < up_to || s->ck_count > max_pending)) {
+        if (s->ck_write_err && s->ck_urgent_seen) {
+            rc = s->ck_write_err;
+            break;
+        }
         s->ck_urgent = true;
         pthread_cond_signal(&s->cv_ckpt);
         pthread_cond_wait(&s->cv_mark, &s->mu);
     }
     s->ck_urgent = false;
-    int rc = s->broken;
+    s->ck_urgent_seen = false;
+    if (rc == 0)
+        rc = s->broken;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -174,19 +275,20 @@ void spool_journal_batch(spool *s, spool_msg **b, size_t n)
 {
     spool_journal *j = s->journal;
     size_t first = 0, i = 0; /* b[first..i) staged, not yet written */
-    int rc = wait_mark(s, 0, CKPT_PENDING_MAX);
+    size_t offs[SPOOL_BATCH_MAX];
+    int rc = wait_mark(s, 0, SPOOL_CK_PENDING_MAX);
 
     for (; i < n && rc == 0; i++) {
         spool_msg *m = b[i];
         uint64_t seq = 0;
-        /* Cannot be -E2BIG: the writer journals only records up to
-         * JOURNAL_REC_MAX, well under the stage and the region. */
+        /* Cannot be -E2BIG: only records up to JOURNAL_REC_MAX come here,
+         * well under the stage and the region. */
         rc = spool_journal_stage(j, m->txn.id, m->env.data, m->env.len, m->buf.data, m->buf.len,
-                                 &seq);
+                                 &seq, &offs[i]);
         if (rc == -ENOBUFS || rc == -ENOSPC) {
             bool region_full = rc == -ENOSPC;
             rc = spool_journal_flush(j);
-            settle(s, b + first, i - first, rc);
+            settle(s, b + first, offs + first, i - first, rc);
             first = i;
             if (rc == 0 && region_full) {
                 rc = wait_mark(s, spool_journal_other_max(j), SIZE_MAX);
@@ -195,77 +297,167 @@ void spool_journal_batch(spool *s, spool_msg **b, size_t n)
             }
             if (rc == 0)
                 rc = spool_journal_stage(j, m->txn.id, m->env.data, m->env.len, m->buf.data,
-                                         m->buf.len, &seq);
+                                         m->buf.len, &seq, &offs[i]);
         }
         if (rc == 0)
             m->ck->seq = seq;
     }
     if (rc == 0) {
-        settle(s, b + first, n - first, spool_journal_flush(j));
+        settle(s, b + first, offs + first, n - first, spool_journal_flush(j));
         return;
     }
     /* Nothing of b[first..n) was staged past a flush: they fail here. */
-    wait_written(s, b + first, n - first);
     for (i = first; i < n; i++)
         spool_fail_msg(s, b[i], rc, "journal");
 }
 
 /* ---- checkpointer ---- */
 
-/* Moves items[0..n) into queue/ for good; 0 or the failed step's error. */
-static int checkpoint(spool *s, spool_ckpt_item **items, size_t n, const char **step)
+/* How long an item whose files could not be written waits before the
+ * next try (the journal holds it meanwhile). */
+#define CKPT_RETRY_US (1000 * 1000)
+
+/*
+ * Writes items[0..n) into queue/ for good; 0 or the failed step's error.
+ * An item whose files cannot be written (EMFILE, ENOSPC, EIO before any
+ * sync) is left out and flagged in retry[] for a later round: nothing of
+ * it was synced, and the journal holds it until then. A failed sync or
+ * rename fails the whole checkpoint (never retried).
+ */
+static int checkpoint(spool *s, spool_ckpt_item **items, size_t n, bool *retry, int *write_err,
+                      const char **step)
 {
     int rc;
+    *write_err = 0;
+    size_t written = 0;
+    for (size_t i = 0; i < n; i++) {
+        spool_ckpt_item *it = items[i];
+        retry[i] = false;
+        if ((rc = spool_txn_write_msg(s->fs, &it->txn, it->msg.data, it->msg.len)) != 0 ||
+            (rc = spool_txn_write_env(s->fs, &it->txn, it->env.data, it->env.len)) != 0) {
+            log_warn("%s: cannot write into queue/ yet (%s); the journal holds it, trying again "
+                     "in a second",
+                     it->txn.id, strerror(-rc));
+            char id[QUEUE_ID_LEN + 1];
+            memcpy(id, it->txn.id, sizeof(id));
+            spool_txn_discard(s->fs, &it->txn);
+            spool_txn_init(&it->txn, id);
+            retry[i] = true;
+            *write_err = rc;
+            continue;
+        }
+        written++;
+    }
+    if (written == 0)
+        return 0;
     *step = "syncfs";
     if ((rc = spool_sync_fs(s)) != 0)
         return rc;
     *step = "rename into queue/";
     for (size_t i = 0; i < n; i++)
-        if (!items[i]->void_rec && (rc = spool_txn_rename(s->fs, &items[i]->txn)) != 0)
+        if (!retry[i] && (rc = spool_txn_rename(s->fs, &items[i]->txn)) != 0)
             return rc;
     *step = "fsync queue/";
-    if ((rc = spool_fsync(s->fs->queue_fd)) != 0)
-        return rc;
-    *step = "the journal mark";
-    return spool_journal_write_mark(s->journal, items[n - 1]->seq);
+    return spool_fsync(s->fs->queue_fd);
+}
+
+/*
+ * Under mu: the items due for queue/ now (not done, and due, or all when
+ * urgent or closing), marked CK_WRITING. Only from the front of the ring up
+ * to the first one still waiting: a message may reach queue/ only when the
+ * mark can pass its record in the same round. The runner's scan at its
+ * start takes whatever is in queue/; a message it delivered and removed
+ * while its record was still above the mark would be written back by a
+ * restart of sluice-smtpd, and a remote one sent twice.
+ */
+static size_t take_due(spool *s, spool_ckpt_item **items, bool all)
+{
+    uint64_t now = spool_mono_us();
+    size_t n = 0;
+    for (size_t i = 0; i < s->ck_count && n < CKPT_MAX; i++) {
+        spool_ckpt_item *it = ck_at(s, i);
+        if (it->state != CK_PENDING)
+            continue;
+        if (!all && it->due_us > now)
+            break;
+        it->state = CK_WRITING;
+        items[n++] = it;
+    }
+    return n;
+}
+
+/* Under mu: drops the done or written items at the front of the ring;
+ * returns the highest seq dropped (0: none). Written ones go to the
+ * announce list. */
+static uint64_t pop_resolved(spool *s)
+{
+    uint64_t top = 0;
+    while (s->ck_count > 0) {
+        spool_ckpt_item *it = ck_at(s, 0);
+        if (it->state != CK_DONE && it->state != CK_WRITTEN)
+            break;
+        top = it->seq;
+        s->ck_head = (s->ck_head + 1) % s->ck_cap;
+        s->ck_count--;
+        if (it->state == CK_DONE) {
+            item_free(it);
+            continue;
+        }
+        sbuf_free(&it->env);
+        sbuf_free(&it->msg);
+        it->next = NULL;
+        if (s->ntf_tail)
+            s->ntf_tail->next = it;
+        else
+            s->ntf_head = it;
+        s->ntf_tail = it;
+    }
+    return top;
 }
 
 void *spool_ckpt_main(void *arg)
 {
     spool *s = arg;
     spool_ckpt_item *items[CKPT_MAX];
+    bool retry[CKPT_MAX];
+    uint64_t last_round = 0;
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->ck_head && !s->syncer_exited)
+        while (s->ck_count == 0 && !s->syncer_exited)
             pthread_cond_wait(&s->cv_ckpt, &s->mu);
-        if (!s->ck_head)
+        if (s->ck_count == 0)
             break;
-        /* Let a few milliseconds' worth gather: one checkpoint costs
-         * three flushes whatever it holds, and they compete with the
+        if (s->broken) {
+            /* Nothing more goes into queue/ or the mark: the journal holds
+             * them for the restart's recovery. */
+            while (s->ck_count > 0) {
+                item_free(ck_at(s, 0));
+                s->ck_head = (s->ck_head + 1) % s->ck_cap;
+                s->ck_count--;
+            }
+            pthread_cond_broadcast(&s->cv_mark);
+            continue;
+        }
+        /* One round per delay at most: a round may cost a checkpoint's
+         * three flushes and the mark's one, and they compete with the
          * journal's own flush on the disk. */
-        while (!s->ck_urgent && !s->syncer_exited && !s->broken && s->ck_count < CKPT_BATCH) {
-            uint64_t due = s->ck_first_us + s->ckpt_delay_us;
+        while (!s->ck_urgent && !s->syncer_exited && !s->broken) {
+            uint64_t due = last_round + s->ckpt_delay_us;
             if (spool_mono_us() >= due)
                 break;
             wait_monotonic_until(&s->cv_ckpt, &s->mu, due);
         }
-        size_t n = 0;
-        while (s->ck_head && n < CKPT_MAX) {
-            items[n++] = s->ck_head;
-            s->ck_head = s->ck_head->next;
-        }
-        if (!s->ck_head)
-            s->ck_tail = NULL;
-        s->ck_count -= n;
-        s->ck_first_us = spool_mono_us();
-        int rc = s->broken;
+        last_round = spool_mono_us();
+        bool all = s->ck_urgent || s->syncer_exited;
+        bool urgent = s->ck_urgent;
+        size_t n = take_due(s, items, all);
         pthread_mutex_unlock(&s->mu);
 
         const char *step = "checkpoint";
         uint64_t t0 = spool_mono_us();
-        if (rc == 0)
-            rc = checkpoint(s, items, n, &step);
+        int ckpt_last_err = 0;
+        int rc = n ? checkpoint(s, items, n, retry, &ckpt_last_err, &step) : 0;
         uint64_t t1 = spool_mono_us();
         /* Committed or not, the files are closed: on failure they stay
          * where they are and the journal, above its mark, still holds them. */
@@ -273,32 +465,55 @@ void *spool_ckpt_main(void *arg)
             spool_txn_finish(&items[i]->txn);
 
         pthread_mutex_lock(&s->mu);
-        if (rc == 0) {
-            s->mark = items[n - 1]->seq;
+        if (rc != 0) {
+            set_broken(s, rc, step);
+            continue;
+        }
+        uint64_t now = spool_mono_us();
+        int write_err = 0;
+        for (size_t i = 0; i < n; i++) {
+            items[i]->state = retry[i] ? CK_PENDING : CK_WRITTEN;
+            if (retry[i]) {
+                items[i]->due_us = now + CKPT_RETRY_US;
+                write_err = -ENOSPC;
+            }
+        }
+        if (n)
+            s->ck_write_err = write_err ? (ckpt_last_err ? ckpt_last_err : write_err) : 0;
+        if (urgent)
+            s->ck_urgent_seen = true; /* the syncer may now take ck_write_err as the answer */
+        if (n) {
             s->stats.checkpoints++;
             s->stats.ckpt_us += t1 - t0;
-            for (size_t i = 0; i < n; i++) {
-                if (items[i]->void_rec) {
-                    free(items[i]); /* nothing to announce */
-                    continue;
-                }
-                items[i]->next = NULL;
-                if (s->ntf_tail)
-                    s->ntf_tail->next = items[i];
-                else
-                    s->ntf_head = items[i];
-                s->ntf_tail = items[i];
+        }
+        uint64_t top = pop_resolved(s);
+        bool announce = s->ntf_head != NULL;
+        if (top > s->mark) {
+            pthread_mutex_unlock(&s->mu);
+            rc = spool_journal_write_mark(s->journal, top);
+            pthread_mutex_lock(&s->mu);
+            if (rc != 0)
+                set_broken(s, rc, "the journal mark");
+            else
+                s->mark = top;
+        }
+        if (s->syncer_exited && s->ck_write_err) {
+            /* Closing, and some cannot be written: the journal keeps them
+             * (above the mark) and the next start writes them back. */
+            log_warn("spool: %zu message%s left in the journal for the next start (%s)",
+                     s->ck_count, s->ck_count == 1 ? "" : "s", strerror(-s->ck_write_err));
+            while (s->ck_count > 0) {
+                item_free(ck_at(s, 0));
+                s->ck_head = (s->ck_head + 1) % s->ck_cap;
+                s->ck_count--;
             }
-        } else {
-            set_broken(s, rc, step);
-            for (size_t i = 0; i < n; i++)
-                free(items[i]);
         }
         pthread_cond_broadcast(&s->cv_mark);
-        pthread_mutex_unlock(&s->mu);
-        if (rc == 0)
+        if (announce) {
+            pthread_mutex_unlock(&s->mu);
             spool_wake_loop(s);
-        pthread_mutex_lock(&s->mu);
+            pthread_mutex_lock(&s->mu);
+        }
     }
     s->exited = true;
     pthread_mutex_unlock(&s->mu);

@@ -41,21 +41,26 @@
  * when the server is idle.
  *
  * Small messages (all of them in memory, record up to JOURNAL_REC_MAX) skip
- * steps 2-4 before their 250: they go to the syncer when submitted, not
- * after step 1, and it appends them to the journal with one fdatasync
- * while the writer does step 1 for them; the 250 waits for both. The
- * checkpointer (spool_ckpt.c) does steps 2-4 for them a few milliseconds
- * later, off the path of the reply.
+ * steps 1-4 before their 250: they go to the syncer when submitted, which
+ * appends them to the journal with one write made durable, and that is the
+ * 250. The syncer then hands their records to sluice-delivery, which may
+ * deliver them straight from that copy; whatever the runner does not
+ * report done in time, the checkpointer (spool_ckpt.c) writes into queue/
+ * with steps 1-4, off the path of the reply.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sluice/log.h"
+#include "sluice/handoff_format.h"
 #include "sluice/journal_format.h"
 #include "spool_recv.h"
 
@@ -159,12 +164,11 @@ static void *writer_main(void *arg)
         if (!s->req_head)
             s->req_tail = NULL;
         int broken = s->broken;
-        bool journaled = m->ck != NULL; /* the syncer clears it only after written */
         pthread_mutex_unlock(&s->mu);
 
         uint64_t t0 = spool_mono_us();
         int rc = broken ? broken : write_files(s, m);
-        if (rc != 0 && !journaled) {
+        if (rc != 0) {
             if (broken)
                 spool_txn_discard(s->fs, &m->txn); /* logged once, when it broke */
             else
@@ -174,14 +178,6 @@ static void *writer_main(void *arg)
 
         pthread_mutex_lock(&s->mu);
         s->stats.write_us += t1 - t0;
-        if (journaled) {
-            /* The syncer has it too, and settles it (success or failure)
-             * once its record is written and it sees this. */
-            m->write_rc = rc;
-            m->written = true;
-            pthread_cond_signal(&s->cv_written);
-            continue;
-        }
         m->status = rc;
         if (rc != 0) {
             /* Failed: straight back to the loop, no need to wait for a sync. */
@@ -293,14 +289,16 @@ void spool_submit(spool *s, spool_msg *m, bool was_deferred)
         free(m->ck); /* the writer fails it */
         m->ck = NULL;
     }
-    if (s->req_tail)
-        s->req_tail->next = m;
-    else
-        s->req_head = m;
-    s->req_tail = m;
-    pthread_cond_signal(&s->cv_req);
-    if (m->ck)
-        push_prepared(s, m);
+    if (m->ck) {
+        push_prepared(s, m); /* the syncer alone: its record is its only copy */
+    } else {
+        if (s->req_tail)
+            s->req_tail->next = m;
+        else
+            s->req_head = m;
+        s->req_tail = m;
+        pthread_cond_signal(&s->cv_req);
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -322,15 +320,25 @@ static void spool_free(spool *s)
     if (s->wake_fd >= 0)
         close(s->wake_fd);
     sbuf_free(&s->unsent);
+    sbuf_free(&s->unsent_late);
+    free(s->ck);
+    if (s->handoff_fd >= 0)
+        close(s->handoff_fd);
+    if (s->ack_fd >= 0)
+        close(s->ack_fd);
     pthread_cond_destroy(&s->cv_req);
     pthread_cond_destroy(&s->cv_prep);
     pthread_cond_destroy(&s->cv_ckpt);
     pthread_cond_destroy(&s->cv_mark);
-    pthread_cond_destroy(&s->cv_written);
     pthread_mutex_destroy(&s->mu);
     free(s);
     if (done)
         done(arg);
+}
+
+static bool all_closed(const spool *s)
+{
+    return s->wake_closed && s->retry_closed && s->ack_closed && s->live == 0;
 }
 
 void spool_msg_free(spool_msg *m)
@@ -342,7 +350,7 @@ void spool_msg_free(spool_msg *m)
     sbuf_free(&m->env);
     free(m);
     s->live--;
-    if (s->wake_closed && s->retry_closed && s->live == 0)
+    if (all_closed(s))
         spool_free(s);
 }
 
@@ -350,7 +358,7 @@ static void on_wake_closed(uv_handle_t *h)
 {
     spool *s = h->data;
     s->wake_closed = true;
-    if (s->live == 0 && s->retry_closed)
+    if (all_closed(s))
         spool_free(s);
 }
 
@@ -358,7 +366,15 @@ static void on_retry_closed(uv_handle_t *h)
 {
     spool *s = h->data;
     s->retry_closed = true;
-    if (s->live == 0 && s->wake_closed)
+    if (all_closed(s))
+        spool_free(s);
+}
+
+static void on_ack_closed(uv_handle_t *h)
+{
+    spool *s = h->data;
+    s->ack_closed = true;
+    if (all_closed(s))
         spool_free(s);
 }
 
@@ -371,6 +387,30 @@ static void on_retry_closed(uv_handle_t *h)
 /* Unsent ids kept for a retry: a few seconds of traffic at full speed. */
 #define NOTIFY_UNSENT_MAX (4096 * NOTIFY_ID_LEN)
 #define NOTIFY_RETRY_MS 10
+
+/*
+ * A notification being built: "new ID ..." for messages the runner has not
+ * seen, "late ID ..." for messages it was handed and did not report done
+ * (it may have delivered them: it looks for their delivery keys first).
+ */
+typedef struct notice {
+    spool *s;
+    const char *verb;
+    size_t verb_len;
+    sbuf *unsent;
+    size_t len;
+    char text[NOTIFY_MAX];
+} notice;
+
+static void notice_init(notice *n, spool *s, bool late)
+{
+    n->s = s;
+    n->verb = late ? "late" : "new";
+    n->verb_len = strlen(n->verb);
+    n->unsent = late ? &s->unsent_late : &s->unsent;
+    memcpy(n->text, n->verb, n->verb_len);
+    n->len = n->verb_len;
+}
 
 static void send_unsent(spool *s);
 
@@ -391,9 +431,9 @@ static void arm_retry(spool *s)
  * When it is full, the ids are kept and sent again shortly, rather than
  * left for the runner's periodic scan (a minute away).
  */
-static void keep_unsent(spool *s, const char *ids, size_t n)
+static void keep_unsent(spool *s, sbuf *unsent, const char *ids, size_t n)
 {
-    if (sbuf_append(&s->unsent, ids, n) < 0) {
+    if (sbuf_append(unsent, ids, n) < 0) {
         if (s->dropped++ % 1000 == 0)
             log_warn("spool: sluice-delivery is not reading its socket; its scan will find the "
                      "new messages");
@@ -409,41 +449,46 @@ static int notify_send(spool *s, const char *text, size_t len)
     return rc == -EAGAIN || rc == -ENOBUFS ? -EAGAIN : 0;
 }
 
-static void send_unsent(spool *s)
+static void send_unsent_of(spool *s, bool late)
 {
-    char text[NOTIFY_MAX];
-    while (s->unsent.len) {
-        size_t n = s->unsent.len;
-        size_t max = (sizeof(text) - 3) / NOTIFY_ID_LEN * NOTIFY_ID_LEN;
-        if (n > max)
-            n = max;
-        memcpy(text, "new", 3);
-        memcpy(text + 3, s->unsent.data, n);
-        if (notify_send(s, text, n + 3) != 0) {
+    notice n;
+    notice_init(&n, s, late);
+    while (n.unsent->len) {
+        size_t k = n.unsent->len;
+        size_t max = (sizeof(n.text) - n.verb_len) / NOTIFY_ID_LEN * NOTIFY_ID_LEN;
+        if (k > max)
+            k = max;
+        memcpy(n.text + n.verb_len, n.unsent->data, k);
+        if (notify_send(s, n.text, n.verb_len + k) != 0) {
             arm_retry(s);
             return;
         }
-        sbuf_consume(&s->unsent, n);
+        sbuf_consume(n.unsent, k);
     }
 }
 
-static void notify_flush(spool *s, char *text, size_t *len)
+static void send_unsent(spool *s)
+{
+    send_unsent_of(s, false);
+    send_unsent_of(s, true);
+}
+
+static void notify_flush(notice *n)
 {
     /* Older ids first: while some wait for a retry, new ones queue behind. */
-    if (*len > 3 && (s->unsent.len || notify_send(s, text, *len) != 0))
-        keep_unsent(s, text + 3, *len - 3);
-    memcpy(text, "new", 3);
-    *len = 3;
+    if (n->len > n->verb_len && (n->unsent->len || notify_send(n->s, n->text, n->len) != 0))
+        keep_unsent(n->s, n->unsent, n->text + n->verb_len, n->len - n->verb_len);
+    n->len = n->verb_len;
 }
 
 /* Appends " ID" to the notification being built, sending it first if full. */
-static void notify_add(spool *s, char *text, size_t *len, const char *id)
+static void notify_add(notice *n, const char *id)
 {
-    if (*len + 1 + QUEUE_ID_LEN > NOTIFY_MAX)
-        notify_flush(s, text, len);
-    text[(*len)++] = ' ';
-    memcpy(text + *len, id, QUEUE_ID_LEN);
-    *len += QUEUE_ID_LEN;
+    if (n->len + NOTIFY_ID_LEN > NOTIFY_MAX)
+        notify_flush(n);
+    n->text[n->len++] = ' ';
+    memcpy(n->text + n->len, id, QUEUE_ID_LEN);
+    n->len += QUEUE_ID_LEN;
 }
 
 /*
@@ -462,11 +507,20 @@ void spool_wake_loop(spool *s)
         ;
 }
 
+static void close_ack(spool *s)
+{
+    if (s->ack_fd >= 0 && !s->ack_closed && !uv_is_closing((uv_handle_t *)&s->ack)) {
+        char path[4096];
+        if (spool_path(spool_fs_root(s->fs), SPOOL_JOURNAL_SOCK, path, sizeof(path)) == 0)
+            unlink(path);
+        uv_close((uv_handle_t *)&s->ack, on_ack_closed);
+    }
+}
+
 static void on_wake(uv_poll_t *h, int status, int events)
 {
     spool *s = h->data;
-    char text[NOTIFY_MAX];
-    size_t len = 3;
+    notice fresh, late;
     bool exited;
     uint64_t n;
 
@@ -484,12 +538,13 @@ static void on_wake(uv_poll_t *h, int status, int events)
     pthread_mutex_unlock(&s->mu);
 
     send_unsent(s);
-    memcpy(text, "new", 3);
+    notice_init(&fresh, s, false);
+    notice_init(&late, s, true);
     while (m) {
         spool_msg *next = m->next;
-        /* A journaled message is announced after its checkpoint (below). */
+        /* A journaled message is handed over or announced by the committer's threads. */
         if (m->status == 0 && !m->journaled)
-            notify_add(s, text, &len, m->txn.id);
+            notify_add(&fresh, m->txn.id);
         if (m->commit_cb)
             m->commit_cb(m->commit_arg, m->status);
         spool_msg_free(m);
@@ -497,13 +552,14 @@ static void on_wake(uv_poll_t *h, int status, int events)
     }
     while (ck) {
         spool_ckpt_item *next = ck->next;
-        notify_add(s, text, &len, ck->txn.id);
+        notify_add(ck->handed ? &late : &fresh, ck->txn.id);
         free(ck);
         ck = next;
     }
     /* After the callbacks: the 250s are on their way before the runner
      * starts reading the files. */
-    notify_flush(s, text, &len);
+    notify_flush(&fresh);
+    notify_flush(&late);
 
     if (exited && !s->joined) {
         pthread_join(s->writer, NULL);
@@ -512,9 +568,77 @@ static void on_wake(uv_poll_t *h, int status, int events)
         s->joined = true;
         send_unsent(s); /* a last try; what is left, the runner's scan finds */
         uv_timer_stop(&s->retry);
+        close_ack(s);
         uv_close((uv_handle_t *)&s->retry, on_retry_closed);
         uv_close((uv_handle_t *)&s->wake, on_wake_closed);
     }
+}
+
+/* ---- the runner's answers (run/journal.sock) ---- */
+
+static void take_ack(void *arg, bool keep, uint64_t seq, const char *id)
+{
+    spool_ckpt_ack(arg, keep, seq, id);
+}
+
+static void on_ack(uv_poll_t *h, int status, int events)
+{
+    spool *s = h->data;
+    char buf[HANDOFF_DGRAM_MAX + 1];
+    (void)events;
+    if (status < 0)
+        return;
+    /* A bounded batch per wake-up: a flood cannot starve the loop. */
+    for (int i = 0; i < 64; i++) {
+        ssize_t len = recv(s->ack_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+        if (len < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("spool: %s: recv: %s", SPOOL_JOURNAL_SOCK, strerror(errno));
+            return;
+        }
+        size_t bad;
+        if (handoff_ack_parse(buf, (size_t)len, take_ack, s, &bad) < 0 || bad)
+            log_warn("spool: %s: malformed answer '%.40s'", SPOOL_JOURNAL_SOCK, buf);
+    }
+}
+
+/*
+ * Binds run/journal.sock for the runner's answers and opens the socket the
+ * syncer hands records out with. Without either (a spool path too long for
+ * a socket name, say), nothing is handed out: every journaled message is
+ * written into queue/ by the checkpointer, as before the hand-off existed.
+ */
+static void open_handoff(spool *s)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    s->ack_closed = true;
+    if (spool_path(spool_fs_root(s->fs), SPOOL_JOURNAL_SOCK, sa.sun_path, sizeof(sa.sun_path)))
+        return;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    /* One sluice-smtpd per spool (the journal's lock): a socket left here
+     * is a dead one's. */
+    (void)unlink(sa.sun_path);
+    mode_t old = umask(0077);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc != 0 || uv_poll_init(s->loop, &s->ack, fd) != 0) {
+        log_warn("spool: cannot bind %s (%s): sluice-delivery will read every message from "
+                 "queue/",
+                 sa.sun_path, strerror(errno));
+        close(fd);
+        return;
+    }
+    s->ack.data = s;
+    s->ack_fd = fd;
+    s->ack_closed = false;
+    if (uv_poll_start(&s->ack, UV_READABLE, on_ack) != 0)
+        return; /* closed with the spool; nothing handed out */
+    s->handoff_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    s->handoff_on = s->handoff_fd >= 0;
 }
 
 /* $SLUICE_SPOOL_JOURNAL=off: every message takes the file commit (for
@@ -535,6 +659,17 @@ static uint64_t ckpt_delay_from_env(void)
     return v && *v && !*end && ms <= 3600000 ? ms : SPOOL_CKPT_DELAY_MS;
 }
 
+/* $SLUICE_SPOOL_HANDOFF_MS: how long a message handed to the runner may wait
+ * for its "done" before the checkpointer writes it into queue/; 0 hands
+ * nothing out (every message goes through queue/, as before the hand-off). */
+static uint64_t handoff_ms_from_env(void)
+{
+    const char *v = getenv("SLUICE_SPOOL_HANDOFF_MS");
+    char *end;
+    unsigned long ms = v ? strtoul(v, &end, 10) : 0;
+    return v && *v && !*end && ms <= 3600000 ? ms : SPOOL_HANDOFF_MS;
+}
+
 static int init_sync(spool *s)
 {
     pthread_condattr_t attr;
@@ -545,7 +680,6 @@ static int init_sync(spool *s)
     if ((rc = pthread_cond_init(&s->cv_req, NULL)) != 0 ||
         (rc = pthread_cond_init(&s->cv_prep, NULL)) != 0 ||
         (rc = pthread_cond_init(&s->cv_mark, NULL)) != 0 ||
-        (rc = pthread_cond_init(&s->cv_written, NULL)) != 0 ||
         (rc = pthread_condattr_init(&attr)) != 0) {
         pthread_mutex_destroy(&s->mu);
         return rc;
@@ -611,17 +745,31 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     s->loop = loop;
     s->fs = fs;
     s->wake_fd = -1;
+    s->handoff_fd = -1;
+    s->ack_fd = -1;
+    s->ack_closed = true;
     s->method = spool_sync_method_from_env();
     s->ckpt_delay_us = ckpt_delay_from_env() * 1000;
+    s->handoff_us = handoff_ms_from_env() * 1000;
     sbuf_init(&s->unsent, NOTIFY_UNSENT_MAX);
+    sbuf_init(&s->unsent_late, NOTIFY_UNSENT_MAX);
+    s->ck_cap = SPOOL_CK_PENDING_MAX + SPOOL_BATCH_MAX;
+    if (!(s->ck = calloc(s->ck_cap, sizeof(*s->ck)))) {
+        spool_fs_close(fs);
+        free(s);
+        return -ENOMEM;
+    }
     if ((rc = init_sync(s)) != 0) {
         spool_fs_close(fs);
+        free(s->ck);
         free(s);
         return -rc;
     }
     if (journal_wanted()) {
         int restored, found;
-        rc = spool_journal_open(fs, &s->journal, &s->unsent, &restored, &found);
+        /* "late": the runner may have delivered them from the hand-off
+         * before we stopped; it looks for their delivery keys first. */
+        rc = spool_journal_open(fs, &s->journal, &s->unsent_late, &restored, &found);
         if (rc == 0 && (restored || found))
             log_info("spool: journal: %d message%s written back into queue/, %d found there",
                      restored, restored == 1 ? "" : "s", found);
@@ -646,6 +794,8 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     }
     uv_timer_init(loop, &s->retry); /* cannot fail */
     s->retry.data = s;
+    if (s->journal && s->handoff_us > 0)
+        open_handoff(s); /* before the threads: the syncer reads handoff_on */
 
     /* Signals belong to the loop thread (libuv's signal handling). */
     sigset_t all, old;
@@ -655,6 +805,7 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         /* The handles must be closed through the loop; s goes with them. */
+        close_ack(s);
         uv_close((uv_handle_t *)&s->retry, on_retry_closed);
         uv_close((uv_handle_t *)&s->wake, on_wake_closed);
         return -rc;
@@ -664,7 +815,7 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     if (!s->journal)
         log_info(
             "spool: journal off (SLUICE_SPOOL_JOURNAL=off): every message takes the file commit");
-    if (s->unsent.len)
+    if (s->unsent_late.len)
         arm_retry(s); /* announce what recovery wrote back */
     *out = s;
     return 0;

@@ -29,6 +29,7 @@
 
 #include "sluice/log.h"
 #include "spool_int.h"
+#include "spool_journal.h"
 
 static const char *const spool_subdirs[] = {"incoming", "queue", "corrupt", "run"};
 
@@ -205,25 +206,51 @@ static int cmp_id(const void *a, const void *b)
 
 #define SETTLE_MAX 4096 /* envelopes waited for; past it, the rest are not */
 
-/* Whether a sluice-smtpd holds the journal's lock (is running on this spool). */
-static bool smtpd_running(spool_fs *fs)
+/* The journal, read-only, if a sluice-smtpd holds its lock (runs on this
+ * spool); else -1. */
+static int running_journal(spool_fs *fs)
 {
     int fd = openat(fs->root_fd, JOURNAL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
-        return false;
-    bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        return -1;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+        return fd;
     close(fd);
-    return held;
+    return -1;
+}
+
+static void nap_5ms(void)
+{
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * Messages acknowledged through the journal are in queue/ (or delivered)
+ * once the journal's mark passes their records: waits for the mark to
+ * reach the last record written now.
+ */
+static void settle_journal(int fd, uint64_t deadline)
+{
+    uint64_t last, mark;
+    if (spool_journal_last_seq(fd, &last) != 0)
+        return;
+    while (spool_journal_read_mark(fd, &mark) == 0 && mark < last && spool_mono_us() < deadline)
+        nap_5ms();
 }
 
 void spool_fs_settle(spool_fs *fs, int timeout_ms)
 {
     char(*names)[QUEUE_ID_LEN + sizeof(SPOOL_EXT_ENV)] = NULL;
     size_t n = 0;
+    uint64_t deadline = spool_mono_us() + (uint64_t)timeout_ms * 1000;
     /* Without a running sluice-smtpd nothing in incoming/ moves: leftovers,
      * or messages its next start writes back from the journal. */
-    if (!smtpd_running(fs))
+    int jfd = running_journal(fs);
+    if (jfd < 0)
         return;
+    settle_journal(jfd, deadline);
+    close(jfd);
     int fd = openat(fs->incoming_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
@@ -239,9 +266,8 @@ void spool_fs_settle(spool_fs *fs, int timeout_ms)
             memcpy(names[n++], de->d_name, nl + 1);
     }
     closedir(d);
-    /* An envelope in incoming/ is a commit under way: journaled messages
-     * wait there for their checkpoint, milliseconds after their 250. */
-    uint64_t deadline = spool_mono_us() + (uint64_t)timeout_ms * 1000;
+    /* An envelope in incoming/ is a file commit under way (a large message,
+     * or one the checkpointer is writing). */
     while (n > 0 && spool_mono_us() < deadline) {
         size_t k = 0;
         struct stat st;
@@ -249,10 +275,8 @@ void spool_fs_settle(spool_fs *fs, int timeout_ms)
             if (fstatat(fs->incoming_fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
                 memcpy(names[k++], names[i], sizeof(names[i]));
         n = k;
-        if (n) {
-            struct timespec ts = {0, 5 * 1000000};
-            nanosleep(&ts, NULL);
-        }
+        if (n)
+            nap_5ms();
     }
     free(names);
 }

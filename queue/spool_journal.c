@@ -436,7 +436,7 @@ static size_t page_up(size_t n)
 }
 
 int spool_journal_stage(spool_journal *j, const char *id, const void *env, size_t env_len,
-                        const void *msg, size_t msg_len, uint64_t *seq)
+                        const void *msg, size_t msg_len, uint64_t *seq, size_t *off)
 {
     size_t len = journal_rec_size(env_len, msg_len);
     if (j->active < 0)
@@ -451,6 +451,7 @@ int spool_journal_stage(spool_journal *j, const char *id, const void *env, size_
     journal_rec_encode(j->stage + j->stage_len, j->gen[j->active], *seq, id, 0, env,
                        (uint32_t)env_len, msg, (uint32_t)msg_len);
     j->last_rec = j->stage_len;
+    *off = j->stage_len;
     j->has_rec = true;
     j->stage_len += len;
     j->max_seq[j->active] = *seq;
@@ -470,6 +471,16 @@ int spool_journal_flush(spool_journal *j)
     j->stage_len = 0;
     j->has_rec = false;
     return rc;
+}
+
+const uint8_t *spool_journal_stage_buf(const spool_journal *j)
+{
+    return j->stage;
+}
+
+uint32_t spool_journal_gen(const spool_journal *j)
+{
+    return j->active < 0 ? 0 : j->gen[j->active];
 }
 
 uint64_t spool_journal_other_max(const spool_journal *j)
@@ -506,5 +517,64 @@ int spool_journal_write_mark(spool_journal *j, uint64_t mark)
     int rc = write_durably(j, j->mark_page, JOURNAL_PAGE, 0);
     if (rc == 0)
         j->last_mark = mark;
+    return rc;
+}
+
+/* ---- a reader's look (the CLI's settle) ---- */
+
+static void see_seq(void *arg, const journal_rec *r)
+{
+    uint64_t *last = arg;
+    if (r->seq > *last)
+        *last = r->seq;
+}
+
+int spool_journal_read_mark(int fd, uint64_t *mark)
+{
+    uint8_t page[JOURNAL_MARK_SLOT * 2];
+    int rc = pio_all(fd, page, sizeof(page), 0, false);
+    if (rc)
+        return rc;
+    bool any = false;
+    uint64_t m;
+    *mark = 0;
+    for (int i = 0; i < 2; i++)
+        if (journal_mark_decode(page + i * JOURNAL_MARK_SLOT, &m)) {
+            if (!any || m > *mark)
+                *mark = m;
+            any = true;
+        }
+    return any ? 0 : -EBADMSG;
+}
+
+int spool_journal_last_seq(int fd, uint64_t *last)
+{
+    uint8_t hdr[JOURNAL_PAGE];
+    uint32_t gen[2];
+    uint64_t size[2];
+    int rc;
+    *last = 0;
+    /* The region written last has the higher generation. */
+    if ((rc = pio_all(fd, hdr, sizeof(hdr), JOURNAL_PAGE, false)) != 0)
+        return rc;
+    if (!journal_region_decode(hdr, 0, &gen[0], &size[0]) || size[0] % JOURNAL_PAGE ||
+        size[0] < 16 * JOURNAL_PAGE || size[0] > (1ull << 30))
+        return -EBADMSG;
+    if ((rc = pio_all(fd, hdr, sizeof(hdr), JOURNAL_PAGE + size[0], false)) != 0)
+        return rc;
+    if (!journal_region_decode(hdr, 1, &gen[1], &size[1]) || size[1] != size[0])
+        return -EBADMSG;
+    int r = gen[1] > gen[0] ? 1 : 0;
+    uint8_t *region = malloc(size[0]);
+    if (!region)
+        return -ENOMEM;
+    rc = pio_all(fd, region, size[0], JOURNAL_PAGE + (uint64_t)r * size[0], false);
+    if (rc == 0) {
+        size_t end;
+        bool torn;
+        journal_region_scan(region, size[0], gen[r], (uint32_t)size[0], (uint32_t)size[0], see_seq,
+                            last, &end, &torn);
+    }
+    free(region);
     return rc;
 }

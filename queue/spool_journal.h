@@ -36,6 +36,10 @@
  * sluice-delivery to hear of it): one checkpoint costs three flushes, so
  * let a few milliseconds' worth gather. */
 #define SPOOL_CKPT_DELAY_MS 20
+/* How long a message handed to sluice-delivery may wait for its "done"
+ * before the checkpointer writes it into queue/ (the runner is down, stuck
+ * or far behind). Well above a Maildir delivery with its syncs. */
+#define SPOOL_HANDOFF_MS 1000
 
 typedef struct spool_journal spool_journal;
 
@@ -58,7 +62,12 @@ void spool_journal_close(spool_journal *j);
  * -ENOSPC (the region is full: flush, switch, then stage again).
  */
 int spool_journal_stage(spool_journal *j, const char *id, const void *env, size_t env_len,
-                        const void *msg, size_t msg_len, uint64_t *seq);
+                        const void *msg, size_t msg_len, uint64_t *seq, size_t *off);
+/* The pending write's bytes: a record staged at *off (above) is at
+ * stage + off, until the first stage or switch after the next flush; and
+ * the generation its records carry. */
+const uint8_t *spool_journal_stage_buf(const spool_journal *j);
+uint32_t spool_journal_gen(const spool_journal *j);
 /* Writes what is staged and fdatasyncs it (nothing staged: 0). */
 int spool_journal_flush(spool_journal *j);
 /* The highest seq in the region a switch would reuse: every record in it
@@ -69,5 +78,14 @@ void spool_journal_switch(spool_journal *j);
 
 /* Checkpointer: records up to mark are in queue/ for good (pwrite + fdatasync). */
 int spool_journal_write_mark(spool_journal *j, uint64_t mark);
+
+/*
+ * For a reader while sluice-smtpd runs (the CLI's settle), on a descriptor
+ * of the journal opened read-only: the mark, and the highest sequence
+ * number in the region written last. A message acknowledged before the
+ * call is in queue/ or delivered once the mark reaches that number.
+ */
+int spool_journal_read_mark(int fd, uint64_t *mark);
+int spool_journal_last_seq(int fd, uint64_t *last);
 
 #endif

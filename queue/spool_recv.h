@@ -23,14 +23,31 @@
 /* Upper bound of one batch: keeps the descriptors a batch holds (two per
  * message) well under the usual 1024 limit. */
 #define SPOOL_BATCH_MAX 256
+/* Journaled messages not yet done or in queue/ before the syncer waits:
+ * each holds its record's payloads in memory (~1-100 KiB). */
+#define SPOOL_CK_PENDING_MAX 8192
 
-/* A journaled message between its 250 and its checkpoint: its files in
- * incoming/ (msg_fd keeps the lock) and its journal sequence number. */
+/*
+ * A journaled message between its 250 and the moment the mark may pass its
+ * record: sluice-delivery said "done" (its copies exist), or the
+ * checkpointer wrote it into queue/. Until then the item holds the
+ * record's payloads: they are the only copy outside the journal.
+ */
+enum spool_ck_state {
+    CK_PENDING = 0, /* in the journal only */
+    CK_DONE,        /* the runner has delivered it: nothing to write */
+    CK_WRITING,     /* the checkpointer is writing it into queue/ */
+    CK_WRITTEN,     /* in queue/ */
+};
+
 typedef struct spool_ckpt_item {
-    struct spool_ckpt_item *next; /* (mu) pending or announced list */
-    struct spool_txn txn;
+    struct spool_ckpt_item *next; /* (mu) the announce list */
+    struct spool_txn txn;         /* the checkpointer's files, when it writes them */
     uint64_t seq;
-    bool void_rec; /* its files failed (452): no rename, the mark just passes it */
+    sbuf env, msg;   /* the record's payloads */
+    uint64_t due_us; /* (mu) when the checkpointer writes it, unless done first */
+    int state;       /* (mu) enum spool_ck_state */
+    bool handed;     /* (mu) sent to sluice-delivery: announced "late" if written */
 } spool_ckpt_item;
 
 struct spool_msg {
@@ -46,14 +63,14 @@ struct spool_msg {
     bool flushing, aborted, commit_wanted;
     spool_done_cb flush_cb, commit_cb;
     void *flush_arg, *commit_arg;
-    sbuf env;            /* serialised envelope, from spool_msg_commit on */
-    spool_ckpt_item *ck; /* set at submit when the message goes through the journal */
-    bool written;        /* (mu) journaled: the writer is done with its files */
-    int write_rc;        /* (mu) journaled: the result of writing them */
-    bool journaled;      /* committed through the journal: announced after its checkpoint */
-    int status;          /* result of the commit, set by the committer */
-    uv_work_t work;      /* flush or discard in the libuv pool */
-    int work_status;     /* result of that work */
+    sbuf env;                /* serialised envelope, from spool_msg_commit on */
+    spool_ckpt_item *ck;     /* set at submit when the message goes through the journal */
+    bool journaled;          /* committed through the journal: announced by the checkpointer */
+    uint64_t ck_seq;         /* journaled: its record's sequence number, */
+    size_t env_len, msg_len; /* and its payloads' lengths (they moved to the item) */
+    int status;              /* result of the commit, set by the committer */
+    uv_work_t work;          /* flush or discard in the libuv pool */
+    int work_status;         /* result of that work */
 };
 
 struct spool {
@@ -65,35 +82,45 @@ struct spool {
     pthread_t writer, syncer, ckpt;
     spool_journal *journal; /* NULL: every message takes the file commit */
     pthread_mutex_t mu;
-    pthread_cond_t cv_req;                /* writer waits: request or closing */
-    pthread_cond_t cv_prep;               /* syncer waits: prepared or writer gone */
-    pthread_cond_t cv_ckpt;               /* checkpointer waits (CLOCK_MONOTONIC) */
-    pthread_cond_t cv_mark;               /* syncer waits: mark raised, or broken */
-    pthread_cond_t cv_written;            /* syncer waits: a journaled message's files */
-    spool_msg *req_head, *req_tail;       /* (mu) commits to write */
-    spool_msg *prep_head, *prep_tail;     /* (mu) written, waiting for a sync */
-    spool_msg *done_head, *done_tail;     /* (mu) results for the loop */
-    unsigned deferred;                    /* (mu) commits waiting for a flush */
-    bool closing;                         /* (mu) no new commits; drain and stop */
-    bool writer_exited;                   /* (mu) no more prepared messages */
-    bool syncer_exited;                   /* (mu) no more journaled messages */
-    bool exited;                          /* (mu) the checkpointer has returned too */
-    spool_ckpt_item *ck_head, *ck_tail;   /* (mu) journaled, waiting for a checkpoint */
-    size_t ck_count;                      /* (mu) */
-    uint64_t ck_first_us;                 /* (mu) when the oldest of them was journaled */
+    pthread_cond_t cv_req;            /* writer waits: request or closing */
+    pthread_cond_t cv_prep;           /* syncer waits: prepared or writer gone */
+    pthread_cond_t cv_ckpt;           /* checkpointer waits (CLOCK_MONOTONIC) */
+    pthread_cond_t cv_mark;           /* syncer waits: mark raised, or broken */
+    spool_msg *req_head, *req_tail;   /* (mu) commits to write */
+    spool_msg *prep_head, *prep_tail; /* (mu) written, waiting for a sync */
+    spool_msg *done_head, *done_tail; /* (mu) results for the loop */
+    unsigned deferred;                /* (mu) commits waiting for a flush */
+    bool closing;                     /* (mu) no new commits; drain and stop */
+    bool writer_exited;               /* (mu) no more prepared messages */
+    bool syncer_exited;               /* (mu) no more journaled messages */
+    bool exited;                      /* (mu) the checkpointer has returned too */
+    /* (mu) journaled items in seq order, a ring of ck_cap: ck[(ck_head + i) % ck_cap] */
+    spool_ckpt_item **ck;
+    size_t ck_cap, ck_head, ck_count;
     bool ck_urgent;                       /* (mu) the syncer waits for a checkpoint */
     spool_ckpt_item *ntf_head, *ntf_tail; /* (mu) checkpointed: to announce */
     uint64_t mark;                        /* (mu) journal records up to here are in queue/ */
     int broken;                           /* (mu) a journal write or checkpoint failed */
-    uint64_t ckpt_delay_us;               /* how long journaled messages wait for a checkpoint */
-    spool_stats stats;                    /* (mu) */
+    int ck_write_err;       /* (mu) items wait to be written again after this error (ENOSPC...) */
+    bool ck_urgent_seen;    /* (mu) a round ran since the syncer asked for one */
+    uint64_t ckpt_delay_us; /* how long journaled messages wait for a checkpoint */
+    uint64_t handoff_us;    /* how long one handed to the runner may wait */
+    /* The hand-off (syncer thread): a socket for sending records to the
+     * runner, and whether the runner's answers can reach us (ack socket). */
+    int handoff_fd;
+    bool handoff_on;
+    spool_stats stats; /* (mu) */
     /* loop thread only */
     bool joined, wake_closed, retry_closed;
     /* " ID ID ..." the runner's full socket refused (EAGAIN): sent again by
      * the retry timer or the next batch. Bounded: past it the runner's scan
      * finds them. */
     sbuf unsent;
+    sbuf unsent_late; /* the same for "late ID": the runner may have delivered them */
     uv_timer_t retry;
+    uv_poll_t ack;   /* run/journal.sock: the runner's "done" and "keep" */
+    int ack_fd;      /* -1: no hand-off */
+    bool ack_closed; /* its handle is closed (or was never opened) */
     unsigned long dropped;
     size_t live; /* spool_msg not yet freed */
     void (*close_done)(void *arg);
@@ -101,12 +128,14 @@ struct spool {
 };
 
 /* spool_ckpt.c */
-/* Syncer: journals b[0..n) (all with ck; their files may still be being
- * written) and settles each once the writer is done with it: status 0
- * (durable, queued for the checkpoint) or a failure. */
+/* Syncer: journals b[0..n) (all with ck) and settles each: status 0
+ * (durable, queued for the checkpointer and handed to the runner) or a
+ * failure. */
 void spool_journal_batch(spool *s, spool_msg **b, size_t n);
 void *spool_ckpt_main(void *arg); /* the checkpointer thread */
 int spool_sync_fs(spool *s);
+/* Loop thread: the runner's answer about seq/id (run/journal.sock). */
+void spool_ckpt_ack(spool *s, bool keep, uint64_t seq, const char *id);
 void spool_fail_msg(spool *s, spool_msg *m, int rc, const char *step);
 
 /* spool_commit.c */

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "dlv_handoff.h"
 #include "dlv_keyindex.h"
 #include "dlv_runner.h"
 #include "dlv_sched.h"
@@ -51,12 +52,14 @@ int dlv_notify_open(uv_loop_t *loop, dlv_notify *n, const char *root,
 void dlv_notify_close(dlv_notify *n, uv_close_cb cb);
 
 /*
- * Parses one datagram: "new ID [ID...]" or "flush [ID...]". Calls
- * each(arg, id, force) per id, and each(arg, NULL, true) for a bare flush.
- * Returns the number of ids taken, or -EINVAL for an unknown verb.
+ * Parses one datagram: "new ID [ID...]", "late ID [ID...]" or "flush
+ * [ID...]". Calls each(arg, id, flags) per id (DLV_SCHED_FORCE for flush,
+ * DLV_SCHED_CHECK for late), and each(arg, NULL, DLV_SCHED_FORCE) for a
+ * bare flush. Returns the number of ids taken, or -EINVAL for an unknown
+ * verb.
  */
 int dlv_notify_parse(const char *text, size_t len,
-                     void (*each)(void *arg, const char *id, bool force), void *arg);
+                     void (*each)(void *arg, const char *id, unsigned flags), void *arg);
 
 /* ---- the runner (dlv_runner.c) ---- */
 
@@ -82,6 +85,8 @@ struct dlv_runner {
     dlv_keyindex keyindex; /* the delivery keys each Maildir may hold */
     dlv_maps *maps;
     dlv_notify notify;
+    dlv_handoff handoff; /* records sluice-smtpd handed over, and our answers */
+    bool handoff_open;
 
     uv_timer_t due_timer;  /* the schedule's earliest entry */
     uv_timer_t scan_timer; /* periodic scan for messages nobody announced */
@@ -171,14 +176,23 @@ struct dlv_msg {
     size_t nres;
     dlv_task *tasks;
     size_t ntasks, left;
-    bool finished;                     /* finish ran in prepare's pool job */
-    dlv_msg *cnext;                    /* the confirm queue (dlv_confirm.c) */
-    int64_t next_ms;                   /* after the attempt: when again, -1 = forget */
+    bool finished;   /* finish ran in prepare's pool job */
+    dlv_msg *cnext;  /* the confirm queue (dlv_confirm.c) */
+    int64_t next_ms; /* after the attempt: when again, -1 = forget */
+    dlv_jrec *jrec;  /* the attempt works from a handed-over record, not from queue/ */
+    bool jdone;      /* ... and delivered every copy: answer "done", else "keep" */
     char dsn_ids[2][QUEUE_ID_LEN + 1]; /* DSNs committed by finish, to schedule */
     size_t ndsn;
 };
 
-enum { DLV_PREP_GO = 0, DLV_PREP_GONE, DLV_PREP_HELD, DLV_PREP_BUSY, DLV_PREP_ERROR };
+enum {
+    DLV_PREP_GO = 0,
+    DLV_PREP_GONE,
+    DLV_PREP_HELD,
+    DLV_PREP_BUSY,
+    DLV_PREP_ERROR,
+    DLV_PREP_KEEP, /* a handed record this attempt will not deliver: to queue/ first */
+};
 
 /* Starts an attempt of id (dlv_message.c). */
 void dlv_msg_start(dlv_runner *r, const char *id, unsigned flags);
@@ -213,6 +227,9 @@ void dlv_msg_cancel_waiting(dlv_runner *r);
  * what happened (DSNs, removal). */
 void dlv_attempt_prepare(dlv_msg *m);
 void dlv_attempt_finish(dlv_msg *m);
+/* prepare for a handed record (m->jrec): GO only when every due recipient
+ * is a local mailbox and nothing must be written first; else KEEP. */
+void dlv_attempt_prepare_journal(dlv_msg *m);
 
 /*
  * Whether finish will only remove m (dlv_record.c, beside the rules it

@@ -134,8 +134,9 @@ int dlv_runner_start(dlv_runner *r);
 /* SIGHUP: reloads the maps off the loop; a broken map keeps the old one. */
 void dlv_runner_reload(dlv_runner *r);
 
-/* Asks for an attempt of id now (NULL: every queued message); force: flush. */
-void dlv_runner_request(dlv_runner *r, const char *id, bool force);
+/* Asks for an attempt of id now (NULL: every queued message), with
+ * DLV_SCHED_* flags (FORCE: a flush). */
+void dlv_runner_request(dlv_runner *r, const char *id, unsigned flags);
 
 /*
  * Stops taking work; attempts in flight finish (after grace_s seconds the

@@ -23,6 +23,11 @@
 
 /* Flags carried by an entry until its next attempt starts. */
 #define DLV_SCHED_FORCE 0x1u /* flush: deferred recipients are due now */
+/* "late": the runner was handed this message's record and may have
+ * delivered it; every local delivery looks for its key first. */
+#define DLV_SCHED_CHECK 0x2u
+/* Its record was handed over: the attempt starts from that (dlv_handoff.c). */
+#define DLV_SCHED_JOURNAL 0x4u
 
 struct dlv_sched_slot;
 

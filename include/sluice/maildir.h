@@ -66,7 +66,9 @@ typedef struct maildir_delivery {
     const char *return_path;  /* "Return-Path: <...>" first; "" for <>; NULL = no line */
     const char *delivered_to; /* "Delivered-To: ..." second; NULL = no line */
     int fd;                   /* the message (CRLF ends), read with pread from offset 0 to EOF */
-    bool defer_sync;          /* leave new/'s fsync to the caller (maildir_sync_new) */
+    const char *data;         /* or, when not NULL, the message in memory (fd unused) */
+    size_t len;
+    bool defer_sync; /* leave new/'s fsync to the caller (maildir_sync_new) */
     /*
      * Staging, when not NULL: called with the filesystem of tmp/NAME once
      * the file exists and before a byte is written to it. Returning 0 makes

@@ -109,6 +109,8 @@ int spool_fs_inject(spool_fs *fs, envelope *e, const char *data, size_t len);
 int spool_path(const char *root, const char *rel, char *out, size_t outsz);
 #define SPOOL_DELIVERY_SOCK "run/delivery.sock"
 #define SPOOL_SUBMIT_SOCK "run/submit.sock"
+/* sluice-smtpd's datagram socket for the runner's "done"/"keep" (handoff_format.h). */
+#define SPOOL_JOURNAL_SOCK "run/journal.sock"
 
 /*
  * Sends one datagram to sluice-delivery: "new ID [ID...]", "flush [ID...]".
@@ -195,15 +197,17 @@ void spool_close_then(spool *s, void (*done)(void *arg), void *arg);
 
 /* Counters of the group committer (for logs, `queue stats`, the bench). */
 typedef struct spool_stats {
-    uint64_t batches;     /* group commits (syncs) done */
-    uint64_t committed;   /* messages reported committed (cb status 0) */
-    uint64_t failed;      /* messages reported failed */
-    size_t max_batch;     /* largest batch seen */
-    uint64_t write_us;    /* time spent writing files into incoming/ */
-    uint64_t sync_us;     /* time spent in the batches' syncs, renames, fsyncs */
-    uint64_t journaled;   /* messages committed through the journal */
-    uint64_t checkpoints; /* checkpoints of journaled messages into queue/ */
-    uint64_t ckpt_us;     /* time spent in them */
+    uint64_t batches;        /* group commits (syncs) done */
+    uint64_t committed;      /* messages reported committed (cb status 0) */
+    uint64_t failed;         /* messages reported failed */
+    size_t max_batch;        /* largest batch seen */
+    uint64_t write_us;       /* time spent writing files into incoming/ */
+    uint64_t sync_us;        /* time spent in the batches' syncs, renames, fsyncs */
+    uint64_t journaled;      /* messages committed through the journal */
+    uint64_t checkpoints;    /* checkpoints of journaled messages into queue/ */
+    uint64_t handed_done;    /* journaled messages sluice-delivery delivered from the hand-off */
+    uint64_t handoff_failed; /* journaled messages the hand-off could not reach the runner with */
+    uint64_t ckpt_us;        /* time spent in them */
 } spool_stats;
 void spool_get_stats(spool *s, spool_stats *out);
 

@@ -540,20 +540,29 @@ class Sluice:
             return []
 
     def spool_settle(self, timeout=5.0):
-        """Waits until no envelope is left in incoming/: a message that got
-        its 250 through the journal reaches queue/ at its checkpoint, some
-        milliseconds later (docs/spool.md, "The journal")."""
+        """Waits until every message acknowledged so far is in queue/ or
+        delivered: a message that got its 250 through the journal is handed
+        to the runner, or written into queue/ by the checkpoint, some
+        milliseconds later, and the journal's mark then passes its record
+        (docs/spool.md, "The journal")."""
         d = self.daemons.get("sluice-smtpd")
         if d is None or not d.alive():
             return  # nobody to finish them: they are leftovers (or in the journal)
-        # Only the commits under way now: under steady load incoming/ is
-        # never empty. A file taken from free/ is written where it lies,
-        # locked, until its checkpoint renames it into queue/.
+        deadline = time.monotonic() + timeout
+        journal = os.path.join(self.spool_view(), "journal")
+        last = journal_last_seq(journal)
+        while last is not None and time.monotonic() < deadline:
+            mark = journal_mark(journal)
+            if mark is None or mark >= last:
+                break
+            time.sleep(0.005)
+        # Then the file commits under way now (large messages, and the
+        # checkpointer's). A file taken from free/ is written where it lies,
+        # locked, until its rename into queue/.
         def under_way():
             return ({"incoming/" + n for n in self.spool_files("incoming") if n.endswith(".env")}
                     | {"free/" + n for n in self.claimed_in_free()})
         pending = under_way()
-        deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             time.sleep(0.005)
             pending &= under_way()
@@ -893,6 +902,63 @@ def dot_stuff(body):
 
 QUEUED_RE = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-F]{14})")
 
+
+
+# ---- the spool journal, read as a reader (include/sluice/journal_format.h) ----
+
+def _u32(b, o):
+    return struct.unpack_from("<I", b, o)[0]
+
+
+def _u64(b, o):
+    return struct.unpack_from("<Q", b, o)[0]
+
+
+def journal_mark(path):
+    """The journal's mark (the higher of its two valid slots), or None."""
+    try:
+        with open(path, "rb") as f:
+            page = f.read(1024)
+    except OSError:
+        return None
+    best = None
+    for k in (0, 1):
+        p = page[k * 512:k * 512 + 20]
+        if len(p) == 20 and p[:4] == b"SLJM" and zlib.crc32(p[:16]) == _u32(p, 16):
+            m = _u64(p, 8)
+            best = m if best is None else max(best, m)
+    return best
+
+
+def journal_last_seq(path):
+    """The highest sequence number in the region written last, or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    regions, off = [], 4096
+    for r in (0, 1):
+        h = data[off:off + 28]
+        if len(h) < 28 or h[:4] != b"SLJR" or zlib.crc32(h[:24]) != _u32(h, 24):
+            return None
+        size = _u64(h, 16)
+        regions.append((_u32(h, 12), off, size))
+        off = 4096 + size
+    gen, base, size = max(regions)
+    pos, last = 4096, 0
+    while pos + 44 <= size:
+        p = base + pos
+        if data[p:p + 4] != b"SLJ1" or _u32(data, p + 4) != gen:
+            break
+        n = 44 + _u32(data, p + 32) + _u32(data, p + 36)
+        if pos + n > size or zlib.crc32(data[p:p + 40] + data[p + 44:p + n]) != _u32(data, p + 40):
+            break
+        last = max(last, _u64(data, p + 8))
+        pos += n
+        if struct.unpack_from("<H", data, p + 30)[0] & 1:  # the last of a write
+            pos = (pos + 4095) // 4096 * 4096
+    return last
 
 def queued_id(reply):
     """The queue id of a "250 2.0.0 Ok: queued as ID" reply, or None."""

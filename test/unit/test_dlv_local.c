@@ -186,11 +186,11 @@ static void test_error_reply(void **state)
 
 struct seen {
     char ids[8][QUEUE_ID_LEN + 1];
-    bool force[8];
+    unsigned flags[8];
     int n, all;
 };
 
-static void each(void *arg, const char *id, bool force)
+static void each(void *arg, const char *id, unsigned flags)
 {
     struct seen *s = arg;
     if (!id) {
@@ -198,7 +198,7 @@ static void each(void *arg, const char *id, bool force)
         return;
     }
     snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", id);
-    s->force[s->n++] = force;
+    s->flags[s->n++] = flags;
 }
 
 static void test_notify_parse(void **state)
@@ -208,15 +208,23 @@ static void test_notify_parse(void **state)
     const char *t = "new 18F3A2B4C5D6E0 18F3A2B4C5D6F0";
     assert_int_equal(dlv_notify_parse(t, strlen(t), each, &s), 2);
     assert_string_equal(s.ids[1], "18F3A2B4C5D6F0");
-    assert_false(s.force[0]);
+    assert_int_equal(s.flags[0], 0);
     memset(&s, 0, sizeof(s));
     t = "flush\n";
     assert_int_equal(dlv_notify_parse(t, strlen(t), each, &s), 0);
     assert_int_equal(s.all, 1);
     t = "flush 18F3A2B4C5D6E0 junk";
     assert_int_equal(dlv_notify_parse(t, strlen(t), each, &s), 1);
-    assert_true(s.force[0]);
+    assert_int_equal(s.flags[0], DLV_SCHED_FORCE);
     assert_int_equal(s.all, 1); /* ids given (even bad ones): not "all" */
+    /* "late": handed over before; its deliveries look for their keys. */
+    memset(&s, 0, sizeof(s));
+    t = "late 18F3A2B4C5D6E0";
+    assert_int_equal(dlv_notify_parse(t, strlen(t), each, &s), 1);
+    assert_int_equal(s.flags[0], DLV_SCHED_CHECK);
+    t = "late";
+    assert_int_equal(dlv_notify_parse(t, strlen(t), each, &s), 0);
+    assert_int_equal(s.all, 0); /* only a bare flush means "all" */
     t = "delete 18F3A2B4C5D6E0";
     assert_int_equal(dlv_notify_parse(t, strlen(t), each, &s), -EINVAL);
     assert_int_equal(dlv_notify_parse("", 0, each, &s), -EINVAL);

@@ -227,6 +227,28 @@ static void test_byte_exact(void **state)
     assert_memory_equal(got, want, len);
     free(got);
     close(fd);
+
+    /* The same bytes from memory (a message handed over with its journal
+     * record): the same file, and no descriptor is needed. */
+    d.fd = -1;
+    d.data = in;
+    d.len = sizeof(in) - 1;
+    d.key = "K_1m";
+    assert_int_equal(maildir_deliver(&d, name, sizeof(name)), 0);
+    snprintf(p, sizeof(p), "%s/new/%s", md, name);
+    got = slurp(p, &len);
+    assert_int_equal(len, sizeof(want) - 1);
+    assert_memory_equal(got, want, len);
+    free(got);
+    /* An empty message from memory: our header lines alone. */
+    d.len = 0;
+    d.key = "K_1e";
+    assert_int_equal(maildir_deliver(&d, name, sizeof(name)), 0);
+    snprintf(p, sizeof(p), "%s/new/%s", md, name);
+    got = slurp(p, &len);
+    assert_int_equal(len,
+                     strlen("Return-Path: <alice@example.test>\nDelivered-To: bob@example.test\n"));
+    free(got);
 }
 
 static void test_null_sender_and_no_headers(void **state)

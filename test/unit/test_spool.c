@@ -19,11 +19,13 @@
 #include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cmocka.h>
 
+#include "sluice/handoff_format.h"
 #include "sluice/log.h"
 #include "sluice/smtp_parse.h"
 #include "sluice/spool.h"
@@ -705,12 +707,14 @@ static void test_recycle_in_place(void **state)
     assert_int_equal(spool_open(&loop, root, &s), 0);
     commit_journaled(&loop, s, 5, held, held_data);
     assert_int_equal(count_files(root, "queue"), 0);
-    assert_int_equal(count_files(root, "incoming"), 0); /* no rename yet */
+    /* The journal is their only copy until the checkpoint writes them:
+     * no file is claimed for them yet. */
+    assert_int_equal(count_files(root, "incoming"), 0);
     assert_int_equal(count_files(root, "free"), 80);
-    assert_int_equal(count_claimed(root), 10);
+    assert_int_equal(count_claimed(root), 0);
 
-    /* The runner's DSNs meanwhile take 40 of the other 70, none of the held
-     * 10. (Its list of free names was empty: it is refilled after 100 ms.) */
+    /* The runner's DSNs meanwhile take 40 of the 80. (Its list of free
+     * names was empty: it is refilled after 100 ms.) */
     usleep(150 * 1000);
     char ids[20][QUEUE_ID_LEN + 1], data[20][64];
     for (int i = 0; i < 20; i++) {
@@ -718,7 +722,7 @@ static void test_recycle_in_place(void **state)
         inject_one(fs, data[i], ids[i]);
     }
     assert_int_equal(count_files(root, "free"), 40);
-    assert_int_equal(count_claimed(root), 10);
+    assert_int_equal(count_claimed(root), 0);
 
     /* An abort leaves its claimed file free again, unless it grew past
      * what free/ keeps. */
@@ -734,11 +738,11 @@ static void test_recycle_in_place(void **state)
         assert_int_equal(spool_msg_flush(b.m, big_flushed, &b), 0);
         while (b.flushing)
             uv_run(&loop, UV_RUN_ONCE);
-        assert_int_equal(count_claimed(root), 11);
+        assert_int_equal(count_claimed(root), 1);
         spool_msg_abort(b.m);
-        for (int k = 0; k < 1000 && count_claimed(root) > 10; k++)
+        for (int k = 0; k < 1000 && count_claimed(root) > 0; k++)
             uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
-        assert_int_equal(count_claimed(root), 10);
+        assert_int_equal(count_claimed(root), 0);
     }
     assert_int_equal(count_files(root, "free"), 39);
     close_spool(&loop, s); /* checkpoints the five */
@@ -753,8 +757,8 @@ static void test_recycle_in_place(void **state)
     for (int i = 0; i < 20; i++)
         check_message(fs, ids[i], data[i], strlen(data[i]), "alice@example.test");
 
-    /* One file left: the message takes it and goes to incoming/ with a new
-     * envelope beside it, where a recovery sees the pair. */
+    /* One file left: the checkpoint takes it for the message and creates
+     * the envelope beside it (in incoming/, where a recovery sees the pair). */
     for (int i = 0; i < 14; i++)
         inject_one(fs, data[i], ids[i]);
     assert_int_equal(count_files(root, "free"), 1);
@@ -762,14 +766,144 @@ static void test_recycle_in_place(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(spool_open(&loop, root, &s), 0);
     commit_journaled(&loop, s, 1, held, held_data);
-    assert_int_equal(count_files(root, "free"), 0);
-    assert_true(exists(root, "incoming", held[0], ".msg"));
-    assert_true(exists(root, "incoming", held[0], ".env"));
+    assert_int_equal(count_files(root, "free"), 1);
     close_spool(&loop, s);
     unsetenv("SLUICE_SPOOL_CKPT_MS");
+    assert_int_equal(count_files(root, "free"), 0);
     assert_int_equal(count_files(root, "incoming"), 0);
     check_message(fs, held[0], held_data[0], strlen(held_data[0]), "carol@example.test");
     spool_fs_close(fs);
+}
+
+/* ---- the hand-off to the runner (a socket standing in for it) ---- */
+
+struct handed {
+    int n;
+    uint64_t seq[8];
+    char id[8][QUEUE_ID_LEN + 1];
+};
+
+static void take_handed(void *arg, const journal_rec *r)
+{
+    struct handed *h = arg;
+    assert_true(h->n < 8);
+    h->seq[h->n] = r->seq;
+    memcpy(h->id[h->n], r->id, sizeof(h->id[0]));
+    h->n++;
+}
+
+static void answer(const char *root, const char *verb, uint64_t seq, const char *id)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_int_equal(spool_path(root, SPOOL_JOURNAL_SOCK, sa.sun_path, sizeof(sa.sun_path)), 0);
+    char text[100];
+    size_t len = (size_t)snprintf(text, sizeof(text), "%s", verb);
+    len += handoff_ack_item(text + len, seq, id);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(sendto(fd, text, len, 0, (struct sockaddr *)&sa, sizeof(sa)), (ssize_t)len);
+    close(fd);
+}
+
+/* Datagrams on the runner's socket: records into h, "late"/"new" ids into notes. */
+static void drain_runner(int sock, struct handed *h, char *notes, size_t notes_size)
+{
+    char dg[65536];
+    ssize_t len;
+    while ((len = recv(sock, dg, sizeof(dg) - 1, 0)) > 0) {
+        size_t rest;
+        if (handoff_is_records(dg, (size_t)len)) {
+            assert_true(handoff_records_parse(dg, (size_t)len, 1u << 20, 1u << 20, take_handed, h,
+                                              &rest) > 0);
+            assert_int_equal(rest, 0);
+            continue;
+        }
+        dg[len] = '\0';
+        strncat(notes, dg, notes_size - strlen(notes) - 1);
+        strncat(notes, "\n", notes_size - strlen(notes) - 1);
+    }
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static bool in_queue(const char *root, const char *id)
+{
+    return exists(root, "queue", id, ".env") && exists(root, "queue", id, ".msg");
+}
+
+/*
+ * Journaled messages go to the runner with their records. "done" makes the
+ * spool forget one (never in queue/); "keep" writes it into queue/ at the
+ * next round; no answer writes it there after SLUICE_SPOOL_HANDOFF_MS. Both
+ * are announced "late" (the runner may have delivered them). An answer
+ * whose id does not match the record changes nothing. The mark passes all
+ * three: a restart writes nothing back.
+ */
+static void test_handoff(void **state)
+{
+    const char *root = ((struct fx *)*state)->root;
+    spool_fs *fs;
+    assert_int_equal(spool_fs_open(root, true, &fs), 0);
+    int sock = bind_delivery(root);
+    setenv("SLUICE_SPOOL_HANDOFF_MS", "400", 1);
+    uv_loop_t loop;
+    spool *s;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(spool_open(&loop, root, &s), 0);
+    char ids[8][QUEUE_ID_LEN + 1], data[8][64];
+    commit_journaled(&loop, s, 3, ids, data);
+
+    struct handed h = {0};
+    char notes[4096] = "";
+    for (int i = 0; i < 1000 && h.n < 3; i++)
+        drain_runner(sock, &h, notes, sizeof(notes)), usleep(1000);
+    assert_int_equal(h.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(h.id[i], ids[i]);
+    assert_int_equal(h.seq[1], h.seq[0] + 1);
+
+    answer(root, "done", h.seq[2], ids[0]); /* wrong id: ignored */
+    answer(root, "done", h.seq[0], ids[0]);
+    answer(root, "keep", h.seq[1], ids[1]);
+    uint64_t t0 = mono_us();
+    while (!in_queue(root, ids[1]) && mono_us() - t0 < 2000000)
+        uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_true(in_queue(root, ids[1]));
+    assert_false(in_queue(root, ids[2])); /* its wait is not over */
+    while (!in_queue(root, ids[2]) && mono_us() - t0 < 3000000)
+        uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_true(in_queue(root, ids[2]));
+    assert_false(in_queue(root, ids[0]));
+    for (int i = 0; i < 200 && !(strstr(notes, ids[1]) && strstr(notes, ids[2])); i++)
+        uv_run(&loop, UV_RUN_NOWAIT), drain_runner(sock, &h, notes, sizeof(notes)), usleep(1000);
+    char want[40];
+    for (int i = 1; i < 3; i++) {
+        snprintf(want, sizeof(want), "late %s", ids[i]);
+        assert_non_null(strstr(notes, want)); /* each keep or timeout alone in its round */
+    }
+    assert_null(strstr(notes, ids[0]));
+    assert_null(strstr(notes, "new "));
+    spool_stats st;
+    spool_get_stats(s, &st);
+    assert_int_equal(st.handed_done, 1);
+    close_spool(&loop, s);
+    setenv("SLUICE_SPOOL_HANDOFF_MS", "0", 1);
+
+    /* The mark is past all three: nothing is written back. */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(spool_open(&loop, root, &s), 0);
+    close_spool(&loop, s);
+    assert_false(in_queue(root, ids[0]));
+    assert_int_equal(count_files(root, "queue"), 4);
+    check_message(fs, ids[1], data[1], strlen(data[1]), "carol@example.test");
+    check_message(fs, ids[2], data[2], strlen(data[2]), "carol@example.test");
+    spool_fs_close(fs);
+    close(sock);
 }
 
 static void never_called(void *arg, int status)
@@ -1203,8 +1337,9 @@ static void full_disk_child(const char *dir)
     if (count_files(root, "incoming") != 0)
         _exit(21);
 
-    /* 2. Fill the disk, then a small message: the committer's write
-     * fails, the callback gets -ENOSPC and nothing remains. */
+    /* 2. Fill the disk, then small messages: the journal was made whole
+     * at start, so they are durable and acknowledged; their files cannot be
+     * written, so the checkpointer keeps them and tries again. */
     char filler[400];
     snprintf(filler, sizeof(filler), "%s/filler", dir);
     int fd = open(filler, O_WRONLY | O_CREAT, 0600);
@@ -1214,8 +1349,9 @@ static void full_disk_child(const char *dir)
         ;
     close(fd);
     struct result r2[4] = {{0}};
+    char ids[4][QUEUE_ID_LEN + 1];
     for (int i = 0; i < 4; i++) {
-        if (spool_msg_begin(s, &m, id))
+        if (spool_msg_begin(s, &m, ids[i]))
             _exit(16);
         if (spool_msg_write(m, chunk, 5000) || spool_msg_commit(m, &e, on_done, &r2[i]))
             _exit(17);
@@ -1226,32 +1362,49 @@ static void full_disk_child(const char *dir)
         calls = r2[0].calls + r2[1].calls + r2[2].calls + r2[3].calls;
     }
     for (int i = 0; i < 4; i++)
-        if (r2[i].calls != 1 || r2[i].status >= 0) {
+        if (r2[i].calls != 1 || r2[i].status != 0) {
             dprintf(2, "full disk: message %d: %d calls, status %d\n", i, r2[i].calls,
                     r2[i].status);
             _exit(18);
         }
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT), usleep(2000);
+    if (count_files(root, "queue") != 0)
+        _exit(19);
+
+    /* 3. Space back: the next try writes them into queue/. */
+    if (unlink(filler) != 0)
+        _exit(20);
+    for (int i = 0; i < 3000 && count_files(root, "queue") < 8; i++)
+        uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    if (count_files(root, "queue") != 8)
+        _exit(21);
     envelope_free(&e);
     closed = 0;
     spool_close_then(s, on_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (closed != 1 || uv_loop_close(&loop))
-        _exit(19);
-    if (count_files(root, "incoming") != 0 || count_files(root, "queue") != 0)
-        _exit(20);
-
-    /* 3. Their records were written to the (preallocated) journal before
-     * the file writes failed: once space is back, a restart must not write
-     * back messages that got a 452 (the client sends them again). */
-    if (unlink(filler) != 0 || uv_loop_init(&loop) || spool_open(&loop, root, &s))
         _exit(22);
+
+    /* 4. The mark passed them: a restart writes nothing back. */
+    if (uv_loop_init(&loop) || spool_open(&loop, root, &s))
+        _exit(23);
     closed = 0;
     spool_close_then(s, on_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (closed != 1 || uv_loop_close(&loop))
-        _exit(23);
-    if (count_files(root, "queue") != 0)
+    if (closed != 1 || uv_loop_close(&loop) || count_files(root, "queue") != 8)
         _exit(24);
+    spool_fs *fs;
+    if (spool_fs_open(root, false, &fs))
+        _exit(25);
+    for (int i = 0; i < 4; i++) {
+        envelope got;
+        envelope_init(&got);
+        if (spool_fs_load(fs, ids[i], &got) != 0 || got.size != 5000)
+            _exit(26);
+        envelope_free(&got);
+    }
+    spool_fs_close(fs);
     _exit(0);
 }
 
@@ -1293,6 +1446,9 @@ static void test_full_disk(void **state)
 
 int main(void)
 {
+    /* These tests stand in for the runner with a socket that only reads:
+     * no records handed out (test_handoff covers that). */
+    setenv("SLUICE_SPOOL_HANDOFF_MS", "0", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_syncfs, setup, teardown),
@@ -1301,6 +1457,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recycle_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycle_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_large_with_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_refuses_new_work, setup, teardown),
