@@ -17,7 +17,12 @@
  *      messages whose finish is a plain removal; the others get a finish
  *      job each.
  * Messages that end while a batch runs form the next batch, so the batch
- * grows with the load, as a group commit should. The order promised by
+ * grows with the load, as a group commit should. When the load is light,
+ * batches start at most every CONFIRM_GAP_MS: each costs two flushes of
+ * the disk, and messages handed over from sluice-smtpd's journal arrive
+ * one by one, each journal write itself a flush the client waits for. One
+ * batch per message made every 250 wait behind our flushes
+ * (docs/performance.md, "Delivery from the journal"). The order promised by
  * DESIGN.md holds: data before name, name before the spool removal. A
  * failed filesystem sync removes the staged files it should have covered
  * and makes their deliveries temporary failures; a failed sync of new/
@@ -33,6 +38,8 @@
 #include "sluice/dlv_core.h"
 #include "sluice/log.h"
 #include "sluice/maildir.h"
+
+#define CONFIRM_GAP_MS 10
 
 bool dlv_confirm_needed(const dlv_msg *m)
 {
@@ -148,6 +155,7 @@ static void confirm_work(uv_work_t *w)
 }
 
 static void confirm_start(dlv_runner *r);
+static void confirm_kick(dlv_runner *r);
 
 static void confirm_done(uv_work_t *w, int status)
 {
@@ -163,12 +171,12 @@ static void confirm_done(uv_work_t *w, int status)
             dlv_msg_finish(m); /* its own pool job (nothing left to sync) */
         m = next;
     }
-    if (r->confirm_head)
-        confirm_start(r);
+    confirm_kick(r);
 }
 
 static void confirm_start(dlv_runner *r)
 {
+    r->confirm_last = uv_now(r->loop);
     r->confirm_batch = r->confirm_head;
     r->confirm_head = NULL;
     r->confirm_tail = &r->confirm_head;
@@ -193,12 +201,32 @@ static void confirm_start(dlv_runner *r)
     }
 }
 
+static void on_confirm_gap(uv_timer_t *t)
+{
+    dlv_runner *r = t->data;
+    if (!r->confirm_batch && r->confirm_head)
+        confirm_start(r);
+}
+
+/* Starts the next batch now, or when CONFIRM_GAP_MS have passed since the
+ * last one started. */
+static void confirm_kick(dlv_runner *r)
+{
+    if (r->confirm_batch || !r->confirm_head || uv_is_active((uv_handle_t *)&r->confirm_timer))
+        return; /* the batch's end, or the timer, starts the next one */
+    uint64_t now = uv_now(r->loop);
+    if (r->stopping || now >= r->confirm_last + CONFIRM_GAP_MS) {
+        confirm_start(r);
+        return;
+    }
+    uv_timer_start(&r->confirm_timer, on_confirm_gap, r->confirm_last + CONFIRM_GAP_MS - now, 0);
+}
+
 void dlv_confirm_add(dlv_msg *m)
 {
     dlv_runner *r = m->r;
     m->cnext = NULL;
     *r->confirm_tail = m;
     r->confirm_tail = &m->cnext;
-    if (!r->confirm_batch)
-        confirm_start(r);
+    confirm_kick(r);
 }

@@ -236,8 +236,8 @@ int dlv_runner_start(dlv_runner *r)
         r->handoff_open = true;
         r->handles_open += 2;
     }
-    uv_timer_t *timers[] = {&r->due_timer, &r->scan_timer, &r->grace_timer};
-    for (size_t i = 0; i < 3; i++) {
+    uv_timer_t *timers[] = {&r->due_timer, &r->scan_timer, &r->grace_timer, &r->confirm_timer};
+    for (size_t i = 0; i < 4; i++) {
         uv_timer_init(r->loop, timers[i]);
         timers[i]->data = r;
         r->handles_open++;
@@ -323,6 +323,7 @@ static void finish_stop(dlv_runner *r)
     uv_close((uv_handle_t *)&r->due_timer, handle_closed);
     uv_close((uv_handle_t *)&r->scan_timer, handle_closed);
     uv_close((uv_handle_t *)&r->grace_timer, handle_closed);
+    uv_close((uv_handle_t *)&r->confirm_timer, handle_closed);
 }
 
 static bool idle(const dlv_runner *r)

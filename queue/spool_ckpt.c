@@ -46,6 +46,8 @@
 #include "spool_recv.h"
 
 #define CKPT_MAX 512 /* messages written into queue/ per checkpoint */
+/* How long the mark may lag behind messages reported done (see the round). */
+#define SPOOL_MARK_LAZY_US (200 * 1000)
 
 int spool_sync_fs(spool *s)
 {
@@ -424,11 +426,20 @@ void *spool_ckpt_main(void *arg)
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->ck_count == 0 && !s->syncer_exited)
-            pthread_cond_wait(&s->cv_ckpt, &s->mu);
-        if (s->ck_count == 0)
-            break;
+        while (s->ck_count == 0 && !s->syncer_exited) {
+            if (s->mark_todo <= s->mark) {
+                pthread_cond_wait(&s->cv_ckpt, &s->mu);
+                continue;
+            }
+            uint64_t due = s->mark_us + SPOOL_MARK_LAZY_US; /* a mark to write, later */
+            if (spool_mono_us() >= due)
+                break;
+            wait_monotonic_until(&s->cv_ckpt, &s->mu, due);
+        }
+        if (s->ck_count == 0 && s->mark_todo <= s->mark)
+            break; /* the syncer is gone and everything is settled */
         if (s->broken) {
+            s->mark_todo = s->mark;
             /* Nothing more goes into queue/ or the mark: the journal holds
              * them for the restart's recovery. */
             while (s->ck_count > 0) {
@@ -487,15 +498,31 @@ void *spool_ckpt_main(void *arg)
             s->stats.ckpt_us += t1 - t0;
         }
         uint64_t top = pop_resolved(s);
+        if (top > s->mark_todo)
+            s->mark_todo = top;
         bool announce = s->ntf_head != NULL;
-        if (top > s->mark) {
+        /*
+         * The mark is written at once when messages wait for it (announced
+         * only after it: they are in queue/), when the syncer waits for
+         * journal space, and at close. For messages the runner reported
+         * done it may wait SPOOL_MARK_LAZY_US: until it is written, a
+         * restart would only bring them back to be found by their delivery
+         * keys, and each write is a flush the next journal write would wait
+         * behind.
+         */
+        bool write = s->mark_todo > s->mark && (announce || urgent || s->syncer_exited ||
+                                                last_round >= s->mark_us + SPOOL_MARK_LAZY_US);
+        if (write) {
+            uint64_t mark = s->mark_todo;
             pthread_mutex_unlock(&s->mu);
-            rc = spool_journal_write_mark(s->journal, top);
+            rc = spool_journal_write_mark(s->journal, mark);
             pthread_mutex_lock(&s->mu);
-            if (rc != 0)
+            if (rc != 0) {
                 set_broken(s, rc, "the journal mark");
-            else
-                s->mark = top;
+            } else {
+                s->mark = mark;
+                s->mark_us = spool_mono_us();
+            }
         }
         if (s->syncer_exited && s->ck_write_err) {
             /* Closing, and some cannot be written: the journal keeps them

@@ -99,8 +99,10 @@ struct spool {
     size_t ck_cap, ck_head, ck_count;
     bool ck_urgent;                       /* (mu) the syncer waits for a checkpoint */
     spool_ckpt_item *ntf_head, *ntf_tail; /* (mu) checkpointed: to announce */
-    uint64_t mark;                        /* (mu) journal records up to here are in queue/ */
-    int broken;                           /* (mu) a journal write or checkpoint failed */
+    uint64_t mark;          /* (mu) records up to here are done or in queue/, durably */
+    uint64_t mark_todo;     /* (mu) the mark to write next (>= mark) */
+    uint64_t mark_us;       /* (mu) when the mark was last written */
+    int broken;             /* (mu) a journal write or checkpoint failed */
     int ck_write_err;       /* (mu) items wait to be written again after this error (ENOSPC...) */
     bool ck_urgent_seen;    /* (mu) a round ran since the syncer asked for one */
     uint64_t ckpt_delay_us; /* how long journaled messages wait for a checkpoint */

@@ -98,7 +98,9 @@ struct dlv_runner {
     dlv_msg *confirm_head, **confirm_tail;
     dlv_msg *confirm_batch; /* being synced and finished on the pool */
     uv_work_t confirm_work;
-    unsigned jobs; /* scans and map reloads on the pool */
+    uv_timer_t confirm_timer; /* the next batch, at most every CONFIRM_GAP_MS */
+    uint64_t confirm_last;    /* uv_now() when the last batch started */
+    unsigned jobs;            /* scans and map reloads on the pool */
     bool scanning, scan_again;
     bool scanned; /* the start's scan is done: later ones skip young smtpd ids */
     bool reloading;
