@@ -39,7 +39,7 @@
 #include "sluice/log.h"
 #include "sluice/maildir.h"
 
-#define CONFIRM_GAP_MS 10
+#define CONFIRM_GAP_MS 50
 
 bool dlv_confirm_needed(const dlv_msg *m)
 {
