@@ -177,6 +177,7 @@ static void confirm_done(uv_work_t *w, int status)
 static void confirm_start(dlv_runner *r)
 {
     r->confirm_last = uv_now(r->loop);
+    r->confirm_remote = false;
     r->confirm_batch = r->confirm_head;
     r->confirm_head = NULL;
     r->confirm_tail = &r->confirm_head;
@@ -208,18 +209,32 @@ static void on_confirm_gap(uv_timer_t *t)
         confirm_start(r);
 }
 
+/* Whether m was also sent to a remote server: its outcome is recorded
+ * only after this batch, and a crash before that sends it again. */
+static bool sent_remote(const dlv_msg *m)
+{
+    for (size_t i = 0; i < m->ntasks; i++)
+        if (!m->tasks[i].local)
+            return true;
+    return false;
+}
+
 /* Starts the next batch now, or when CONFIRM_GAP_MS have passed since the
- * last one started. */
+ * last one started (now when a queued message was sent remotely: the
+ * wait would widen the window in which a crash sends it twice). */
 static void confirm_kick(dlv_runner *r)
 {
-    if (r->confirm_batch || !r->confirm_head || uv_is_active((uv_handle_t *)&r->confirm_timer))
-        return; /* the batch's end, or the timer, starts the next one */
+    if (r->confirm_batch || !r->confirm_head)
+        return; /* the batch's end starts the next one */
     uint64_t now = uv_now(r->loop);
-    if (r->stopping || now >= r->confirm_last + CONFIRM_GAP_MS) {
+    if (r->stopping || now >= r->confirm_last + CONFIRM_GAP_MS || r->confirm_remote) {
+        uv_timer_stop(&r->confirm_timer);
         confirm_start(r);
         return;
     }
-    uv_timer_start(&r->confirm_timer, on_confirm_gap, r->confirm_last + CONFIRM_GAP_MS - now, 0);
+    if (!uv_is_active((uv_handle_t *)&r->confirm_timer))
+        uv_timer_start(&r->confirm_timer, on_confirm_gap, r->confirm_last + CONFIRM_GAP_MS - now,
+                       0);
 }
 
 void dlv_confirm_add(dlv_msg *m)
@@ -228,5 +243,6 @@ void dlv_confirm_add(dlv_msg *m)
     m->cnext = NULL;
     *r->confirm_tail = m;
     r->confirm_tail = &m->cnext;
+    r->confirm_remote |= sent_remote(m);
     confirm_kick(r);
 }

@@ -100,6 +100,7 @@ struct dlv_runner {
     uv_work_t confirm_work;
     uv_timer_t confirm_timer; /* the next batch, at most every CONFIRM_GAP_MS */
     uint64_t confirm_last;    /* uv_now() when the last batch started */
+    bool confirm_remote;      /* a queued message was sent remotely: no gap */
     unsigned jobs;            /* scans and map reloads on the pool */
     bool scanning, scan_again;
     bool scanned; /* the start's scan is done: later ones skip young smtpd ids */
