@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "sluice/dlv_core.h"
+#include "sluice/handoff_format.h"
 #include "sluice/log.h"
 #include "sluice/queue_id.h"
 
@@ -44,41 +45,24 @@ int dlv_runner_lock_instance(const char *root, int *out)
     return 0;
 }
 
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 int dlv_notify_parse(const char *text, size_t len,
                      void (*each)(void *arg, const char *id, unsigned flags), void *arg)
 {
-    size_t i = 0, n = 0;
-    while (i < len && is_space(text[i]))
-        i++;
-    size_t vstart = i;
-    while (i < len && !is_space(text[i]))
-        i++;
-    size_t vlen = i - vstart;
+    size_t i = 0, n = 0, s, vlen = handoff_next_word(text, len, &i, &s);
     unsigned flags;
-    if (vlen == 3 && memcmp(text + vstart, "new", 3) == 0)
+    if (vlen == 3 && memcmp(text + s, "new", 3) == 0)
         flags = 0;
-    else if (vlen == 4 && memcmp(text + vstart, "late", 4) == 0)
+    else if (vlen == 4 && memcmp(text + s, "late", 4) == 0)
         flags = DLV_SCHED_CHECK;
-    else if (vlen == 5 && memcmp(text + vstart, "flush", 5) == 0)
+    else if (vlen == 5 && memcmp(text + s, "flush", 5) == 0)
         flags = DLV_SCHED_FORCE;
     else
         return -EINVAL;
     int taken = 0;
-    for (;;) {
-        while (i < len && is_space(text[i]))
-            i++;
-        if (i >= len)
-            break;
-        size_t s = i;
-        while (i < len && !is_space(text[i]))
-            i++;
+    size_t wl;
+    while ((wl = handoff_next_word(text, len, &i, &s)) > 0) {
         n++;
-        if (i - s == QUEUE_ID_LEN && queue_id_valid(text + s, QUEUE_ID_LEN)) {
+        if (wl == QUEUE_ID_LEN && queue_id_valid(text + s, QUEUE_ID_LEN)) {
             char id[QUEUE_ID_LEN + 1];
             memcpy(id, text + s, QUEUE_ID_LEN);
             id[QUEUE_ID_LEN] = '\0';

@@ -50,6 +50,18 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+size_t handoff_next_word(const char *text, size_t len, size_t *pos, size_t *start)
+{
+    size_t i = *pos;
+    while (i < len && is_space(text[i]))
+        i++;
+    *start = i;
+    while (i < len && !is_space(text[i]))
+        i++;
+    *pos = i;
+    return i - *start;
+}
+
 /* "SEQ:ID" at p (n bytes): canonical decimal, a colon, a queue id. */
 static bool parse_item(const char *p, size_t n, uint64_t *seq, char id[QUEUE_ID_LEN + 1])
 {
@@ -79,32 +91,20 @@ int handoff_ack_parse(const char *text, size_t len,
                       void (*fn)(void *arg, bool keep, uint64_t seq, const char *id), void *arg,
                       size_t *bad)
 {
-    size_t i = 0;
+    size_t i = 0, w, wl = handoff_next_word(text, len, &i, &w);
     *bad = 0;
-    while (i < len && is_space(text[i]))
-        i++;
-    size_t v = i;
-    while (i < len && !is_space(text[i]))
-        i++;
     bool keep;
-    if (i - v == 4 && memcmp(text + v, "done", 4) == 0)
+    if (wl == 4 && memcmp(text + w, "done", 4) == 0)
         keep = false;
-    else if (i - v == 4 && memcmp(text + v, "keep", 4) == 0)
+    else if (wl == 4 && memcmp(text + w, "keep", 4) == 0)
         keep = true;
     else
         return -EINVAL;
     int n = 0;
-    for (;;) {
-        while (i < len && is_space(text[i]))
-            i++;
-        if (i >= len)
-            break;
-        size_t s = i;
-        while (i < len && !is_space(text[i]))
-            i++;
+    while ((wl = handoff_next_word(text, len, &i, &w)) > 0) {
         uint64_t seq;
         char id[QUEUE_ID_LEN + 1];
-        if (parse_item(text + s, i - s, &seq, id)) {
+        if (parse_item(text + w, wl, &seq, id)) {
             fn(arg, keep, seq, id);
             n++;
         } else {

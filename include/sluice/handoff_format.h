@@ -56,6 +56,11 @@ int handoff_ack_parse(const char *text, size_t len,
                       void (*fn)(void *arg, bool keep, uint64_t seq, const char *id), void *arg,
                       size_t *bad);
 
+/* The next word of a datagram's text from *pos (words are separated by
+ * spaces, tabs, CR or LF): its start in *start, its length returned (0 at
+ * the end); *pos moves past it. Both daemons' text datagrams use it. */
+size_t handoff_next_word(const char *text, size_t len, size_t *pos, size_t *start);
+
 /* Appends " SEQ:ID" at out (room for HANDOFF_ACK_ITEM_MAX); returns its length. */
 size_t handoff_ack_item(char *out, uint64_t seq, const char *id);
 
