@@ -204,9 +204,7 @@ static void confirm_start(dlv_runner *r)
 
 static void on_confirm_gap(uv_timer_t *t)
 {
-    dlv_runner *r = t->data;
-    if (!r->confirm_batch && r->confirm_head)
-        confirm_start(r);
+    confirm_kick(t->data);
 }
 
 /* Whether m was also sent to a remote server: its outcome is recorded

@@ -66,12 +66,14 @@ int dlv_handoff_init(uv_loop_t *loop, dlv_handoff *h, const char *root)
     return 0;
 }
 
-static void answer_all_keep(dlv_handoff *h)
+/* Drops every record held, answering "keep" for each when answer is set. */
+static void drop_all(dlv_handoff *h, bool answer)
 {
     for (size_t b = 0; h->buckets && b < h->nbuckets; b++)
         for (dlv_jrec *j = h->buckets[b], *next; j; j = next) {
             next = j->next;
-            dlv_handoff_answer(h, true, j->seq, j->id);
+            if (answer)
+                dlv_handoff_answer(h, true, j->seq, j->id);
             free(j);
         }
     if (h->buckets)
@@ -83,7 +85,7 @@ void dlv_handoff_close(dlv_handoff *h, uv_close_cb cb, void *data)
 {
     /* What we hold and will not attempt: sluice-smtpd writes it into queue/
      * now rather than after its wait. */
-    answer_all_keep(h);
+    drop_all(h, true);
     send_answers(h);
     uv_timer_stop(&h->retry);
     h->check.data = h->retry.data = data; /* no callback of ours runs from here on */
@@ -93,7 +95,7 @@ void dlv_handoff_close(dlv_handoff *h, uv_close_cb cb, void *data)
 
 void dlv_handoff_free(dlv_handoff *h)
 {
-    answer_all_keep(h);
+    drop_all(h, false);
     free(h->buckets);
     h->buckets = NULL;
     sbuf_free(&h->done);

@@ -69,7 +69,9 @@ void dlv_log_rcpt(const envelope *e, const env_rcpt *r, const dlv_result *res,
              e->id, r->addr, orig, res->relay && *res->relay ? res->relay : "none", delay / 1000000,
              delay / 100000 % 10, res->tls[0] ? res->tls : "none",
              r->dsn_status ? r->dsn_status : res->status, status_word,
-             r->last_reply ? r->last_reply : "");
+             r->last_reply ? r->last_reply
+             : res->reply  ? res->reply
+                           : "");
 }
 
 /* ---- ending ---- */

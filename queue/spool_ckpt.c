@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +116,23 @@ static void item_free(spool_ckpt_item *it)
     free(it);
 }
 
+/* Takes the item at the front off the ring. */
+static spool_ckpt_item *ck_pop(spool *s)
+{
+    spool_ckpt_item *it = ck_at(s, 0);
+    s->ck_head = (s->ck_head + 1) % s->ck_cap;
+    s->ck_count--;
+    return it;
+}
+
+/* Frees every item: the journal, above the mark, keeps them for the next
+ * start's recovery. */
+static void ck_clear(spool *s)
+{
+    while (s->ck_count > 0)
+        item_free(ck_pop(s));
+}
+
 void spool_ckpt_ack(spool *s, bool keep, uint64_t seq, const char *id)
 {
     pthread_mutex_lock(&s->mu);
@@ -143,43 +159,33 @@ typedef struct handoff_run {
     size_t from, to, off, len;
 } handoff_run;
 
-/* Sends b[0..k)'s records (at offs in the journal's stage, just written)
- * to the runner; the items were queued as handed, and those whose
- * datagram could not go (no runner, its socket full) are not. */
-static void hand_off(spool *s, spool_msg **b, const size_t *offs, size_t k)
+/* Sends b[0..k)'s records (at offs[i], lens[i] bytes, in the journal's
+ * stage, just written) to the runner; the items were queued as handed, and
+ * those whose datagram could not go (no runner, its socket full) are not. */
+static void hand_off(spool *s, spool_msg **b, const size_t *offs, const size_t *lens, size_t k)
 {
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    bool can = spool_path(spool_fs_root(s->fs), SPOOL_DELIVERY_SOCK, sa.sun_path,
-                          sizeof(sa.sun_path)) == 0;
     const uint8_t *stage = spool_journal_stage_buf(s->journal);
     uint8_t hdr[HANDOFF_HDR_LEN];
     handoff_header(hdr, spool_journal_gen(s->journal));
     size_t i = 0;
     while (i < k) {
         handoff_run run = {i, i, offs[i], 0};
-        while (run.to < k) {
-            size_t len = journal_rec_size(b[run.to]->env_len, b[run.to]->msg_len);
-            if (run.len + len > HANDOFF_DGRAM_MAX - HANDOFF_HDR_LEN)
-                break;
-            run.len += len;
-            run.to++;
+        while (run.to < k && run.len + lens[run.to] <= HANDOFF_DGRAM_MAX - HANDOFF_HDR_LEN)
+            run.len += lens[run.to++];
+        if (run.to == run.from) {
+            i++; /* one too big for a datagram: settle did not hand it */
+            continue;
         }
-        if (run.to == run.from)
-            run.to++; /* one too big for a datagram: settle did not hand it */
-        bool sent = false;
-        if (can && run.len > 0) {
-            struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)(stage + run.off), run.len}};
-            struct msghdr mh = {
-                .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = iov, .msg_iovlen = 2};
-            ssize_t n;
-            do
-                n = sendmsg(s->handoff_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            while (n < 0 && errno == EINTR);
-            sent = n == (ssize_t)(sizeof(hdr) + run.len);
-        }
-        if (!sent && run.len > 0) {
+        struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)(stage + run.off), run.len}};
+        struct msghdr mh = {.msg_name = &s->runner_sa,
+                            .msg_namelen = sizeof(s->runner_sa),
+                            .msg_iov = iov,
+                            .msg_iovlen = 2};
+        ssize_t n;
+        do
+            n = sendmsg(s->handoff_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)(sizeof(hdr) + run.len)) {
             /* Nobody will answer for these: the checkpointer writes them
              * into queue/ after its usual delay and announces them "new". */
             uint64_t now = spool_mono_us();
@@ -198,8 +204,10 @@ static void hand_off(spool *s, spool_msg **b, const size_t *offs, size_t k)
     }
 }
 
-/* b[0..k) are staged (their records at offs); rc is their flush's result. */
-static void settle(spool *s, spool_msg **b, const size_t *offs, size_t k, int rc)
+/* b[0..k) are staged (their records at offs, lens bytes each); rc is
+ * their flush's result. */
+static void settle(spool *s, spool_msg **b, const size_t *offs, const size_t *lens, size_t k,
+                   int rc)
 {
     if (k == 0)
         return;
@@ -221,15 +229,12 @@ static void settle(spool *s, spool_msg **b, const size_t *offs, size_t k, int rc
         spool_ckpt_item *it = m->ck;
         m->ck = NULL;
         spool_txn_init(&it->txn, m->txn.id);
-        m->env_len = m->env.len;
-        m->msg_len = m->buf.len;
         it->env = m->env; /* the payloads move to the item */
         it->msg = m->buf;
         sbuf_init(&m->env, 0);
         sbuf_init(&m->buf, 0);
         it->state = CK_PENDING;
-        it->handed = s->handoff_on && journal_rec_size(m->env_len, m->msg_len) <=
-                                          HANDOFF_DGRAM_MAX - HANDOFF_HDR_LEN;
+        it->handed = s->handoff_fd >= 0 && lens[i] <= HANDOFF_DGRAM_MAX - HANDOFF_HDR_LEN;
         it->due_us = now + (it->handed ? s->handoff_us : s->ckpt_delay_us);
         any_handed |= it->handed;
         m->ck_seq = it->seq;
@@ -242,7 +247,7 @@ static void settle(spool *s, spool_msg **b, const size_t *offs, size_t k, int rc
     pthread_cond_signal(&s->cv_ckpt);
     pthread_mutex_unlock(&s->mu);
     if (any_handed)
-        hand_off(s, b, offs, k);
+        hand_off(s, b, offs, lens, k);
 }
 
 /*
@@ -276,8 +281,8 @@ static int wait_mark(spool *s, uint64_t up_to, size_t max_pending)
 void spool_journal_batch(spool *s, spool_msg **b, size_t n)
 {
     spool_journal *j = s->journal;
-    size_t first = 0, i = 0; /* b[first..i) staged, not yet written */
-    size_t offs[SPOOL_BATCH_MAX];
+    size_t first = 0, i = 0;                             /* b[first..i) staged, not yet written */
+    size_t offs[SPOOL_BATCH_MAX], lens[SPOOL_BATCH_MAX]; /* each record in the stage */
     int rc = wait_mark(s, 0, SPOOL_CK_PENDING_MAX);
 
     for (; i < n && rc == 0; i++) {
@@ -290,7 +295,7 @@ void spool_journal_batch(spool *s, spool_msg **b, size_t n)
         if (rc == -ENOBUFS || rc == -ENOSPC) {
             bool region_full = rc == -ENOSPC;
             rc = spool_journal_flush(j);
-            settle(s, b + first, offs + first, i - first, rc);
+            settle(s, b + first, offs + first, lens + first, i - first, rc);
             first = i;
             if (rc == 0 && region_full) {
                 rc = wait_mark(s, spool_journal_other_max(j), SIZE_MAX);
@@ -301,11 +306,13 @@ void spool_journal_batch(spool *s, spool_msg **b, size_t n)
                 rc = spool_journal_stage(j, m->txn.id, m->env.data, m->env.len, m->buf.data,
                                          m->buf.len, &seq, &offs[i]);
         }
-        if (rc == 0)
+        if (rc == 0) {
             m->ck->seq = seq;
+            lens[i] = journal_rec_size(m->env.len, m->buf.len);
+        }
     }
     if (rc == 0) {
-        settle(s, b + first, offs + first, n - first, spool_journal_flush(j));
+        settle(s, b + first, offs + first, lens + first, n - first, spool_journal_flush(j));
         return;
     }
     /* Nothing of b[first..n) was staged past a flush: they fail here. */
@@ -398,9 +405,7 @@ static uint64_t pop_resolved(spool *s)
         spool_ckpt_item *it = ck_at(s, 0);
         if (it->state != CK_DONE && it->state != CK_WRITTEN)
             break;
-        top = it->seq;
-        s->ck_head = (s->ck_head + 1) % s->ck_cap;
-        s->ck_count--;
+        top = ck_pop(s)->seq;
         if (it->state == CK_DONE) {
             item_free(it);
             continue;
@@ -439,14 +444,8 @@ void *spool_ckpt_main(void *arg)
         if (s->ck_count == 0 && s->mark_todo <= s->mark)
             break; /* the syncer is gone and everything is settled */
         if (s->broken) {
-            s->mark_todo = s->mark;
-            /* Nothing more goes into queue/ or the mark: the journal holds
-             * them for the restart's recovery. */
-            while (s->ck_count > 0) {
-                item_free(ck_at(s, 0));
-                s->ck_head = (s->ck_head + 1) % s->ck_cap;
-                s->ck_count--;
-            }
+            s->mark_todo = s->mark; /* nothing more goes into queue/ or the mark */
+            ck_clear(s);
             pthread_cond_broadcast(&s->cv_mark);
             continue;
         }
@@ -467,8 +466,8 @@ void *spool_ckpt_main(void *arg)
 
         const char *step = "checkpoint";
         uint64_t t0 = spool_mono_us();
-        int ckpt_last_err = 0;
-        int rc = n ? checkpoint(s, items, n, retry, &ckpt_last_err, &step) : 0;
+        int write_err = 0;
+        int rc = n ? checkpoint(s, items, n, retry, &write_err, &step) : 0;
         uint64_t t1 = spool_mono_us();
         /* Committed or not, the files are closed: on failure they stay
          * where they are and the journal, above its mark, still holds them. */
@@ -481,16 +480,13 @@ void *spool_ckpt_main(void *arg)
             continue;
         }
         uint64_t now = spool_mono_us();
-        int write_err = 0;
         for (size_t i = 0; i < n; i++) {
             items[i]->state = retry[i] ? CK_PENDING : CK_WRITTEN;
-            if (retry[i]) {
+            if (retry[i])
                 items[i]->due_us = now + CKPT_RETRY_US;
-                write_err = -ENOSPC;
-            }
         }
         if (n)
-            s->ck_write_err = write_err ? (ckpt_last_err ? ckpt_last_err : write_err) : 0;
+            s->ck_write_err = write_err; /* 0 when every item was written */
         if (urgent)
             s->ck_urgent_seen = true; /* the syncer may now take ck_write_err as the answer */
         if (n) {
@@ -529,11 +525,7 @@ void *spool_ckpt_main(void *arg)
              * (above the mark) and the next start writes them back. */
             log_warn("spool: %zu message%s left in the journal for the next start (%s)",
                      s->ck_count, s->ck_count == 1 ? "" : "s", strerror(-s->ck_write_err));
-            while (s->ck_count > 0) {
-                item_free(ck_at(s, 0));
-                s->ck_head = (s->ck_head + 1) % s->ck_cap;
-                s->ck_count--;
-            }
+            ck_clear(s);
         }
         pthread_cond_broadcast(&s->cv_mark);
         if (announce) {

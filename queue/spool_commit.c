@@ -637,8 +637,10 @@ static void open_handoff(spool *s)
     s->ack_closed = false;
     if (uv_poll_start(&s->ack, UV_READABLE, on_ack) != 0)
         return; /* closed with the spool; nothing handed out */
-    s->handoff_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    s->handoff_on = s->handoff_fd >= 0;
+    s->runner_sa.sun_family = AF_UNIX;
+    if (spool_path(spool_fs_root(s->fs), SPOOL_DELIVERY_SOCK, s->runner_sa.sun_path,
+                   sizeof(s->runner_sa.sun_path)) == 0)
+        s->handoff_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
 /* $SLUICE_SPOOL_JOURNAL=off: every message takes the file commit (for
@@ -649,25 +651,20 @@ static bool journal_wanted(void)
     return !v || strcmp(v, "off") != 0;
 }
 
-/* $SLUICE_SPOOL_CKPT_MS: how long journaled messages may wait for their
- * checkpoint (tests set it high to find messages still in the journal). */
-static uint64_t ckpt_delay_from_env(void)
+/*
+ * Milliseconds from $name (at most an hour), else dflt. Used for
+ * $SLUICE_SPOOL_CKPT_MS, how long journaled messages may wait for their
+ * checkpoint (tests set it high to find messages still in the journal), and
+ * $SLUICE_SPOOL_HANDOFF_MS, how long a message handed to the runner may
+ * wait for its "done" before the checkpointer writes it into queue/ (0
+ * hands nothing out: every message goes through queue/).
+ */
+static uint64_t ms_from_env(const char *name, uint64_t dflt)
 {
-    const char *v = getenv("SLUICE_SPOOL_CKPT_MS");
+    const char *v = getenv(name);
     char *end;
     unsigned long ms = v ? strtoul(v, &end, 10) : 0;
-    return v && *v && !*end && ms <= 3600000 ? ms : SPOOL_CKPT_DELAY_MS;
-}
-
-/* $SLUICE_SPOOL_HANDOFF_MS: how long a message handed to the runner may wait
- * for its "done" before the checkpointer writes it into queue/; 0 hands
- * nothing out (every message goes through queue/, as before the hand-off). */
-static uint64_t handoff_ms_from_env(void)
-{
-    const char *v = getenv("SLUICE_SPOOL_HANDOFF_MS");
-    char *end;
-    unsigned long ms = v ? strtoul(v, &end, 10) : 0;
-    return v && *v && !*end && ms <= 3600000 ? ms : SPOOL_HANDOFF_MS;
+    return v && *v && !*end && ms <= 3600000 ? ms : dflt;
 }
 
 static int init_sync(spool *s)
@@ -749,8 +746,8 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     s->ack_fd = -1;
     s->ack_closed = true;
     s->method = spool_sync_method_from_env();
-    s->ckpt_delay_us = ckpt_delay_from_env() * 1000;
-    s->handoff_us = handoff_ms_from_env() * 1000;
+    s->ckpt_delay_us = ms_from_env("SLUICE_SPOOL_CKPT_MS", SPOOL_CKPT_DELAY_MS) * 1000;
+    s->handoff_us = ms_from_env("SLUICE_SPOOL_HANDOFF_MS", SPOOL_HANDOFF_MS) * 1000;
     sbuf_init(&s->unsent, NOTIFY_UNSENT_MAX);
     sbuf_init(&s->unsent_late, NOTIFY_UNSENT_MAX);
     s->ck_cap = SPOOL_CK_PENDING_MAX + SPOOL_BATCH_MAX;
@@ -795,7 +792,7 @@ int spool_open(uv_loop_t *loop, const char *root, spool **out)
     uv_timer_init(loop, &s->retry); /* cannot fail */
     s->retry.data = s;
     if (s->journal && s->handoff_us > 0)
-        open_handoff(s); /* before the threads: the syncer reads handoff_on */
+        open_handoff(s); /* before the threads: the syncer reads handoff_fd */
 
     /* Signals belong to the loop thread (libuv's signal handling). */
     sigset_t all, old;

@@ -230,6 +230,27 @@ static int restore(spool_fs *fs, const journal_rec *r)
     return 0;
 }
 
+/* The higher of the valid marks in page 0's two slots; false if neither is valid. */
+static bool mark_of(const uint8_t *page, uint64_t *mark)
+{
+    bool any = false;
+    uint64_t m;
+    *mark = 0;
+    for (int i = 0; i < 2; i++)
+        if (journal_mark_decode(page + i * JOURNAL_MARK_SLOT, &m)) {
+            if (!any || m > *mark)
+                *mark = m;
+            any = true;
+        }
+    return any;
+}
+
+/* A region size this code could have written. */
+static bool region_size_ok(uint64_t size)
+{
+    return size % JOURNAL_PAGE == 0 && size >= 16 * JOURNAL_PAGE && size <= (1ull << 30);
+}
+
 static void add_id(sbuf *notify, const char *id)
 {
     char item[1 + QUEUE_ID_LEN];
@@ -242,16 +263,8 @@ static int replay(spool_journal *j, spool_fs *fs, const uint8_t *file, sbuf *not
                   int *found)
 {
     struct found f = {.mark = 0};
-    uint64_t mark;
-    bool any_mark = false;
 
-    for (int i = 0; i < 2; i++)
-        if (journal_mark_decode(file + i * JOURNAL_MARK_SLOT, &mark)) {
-            if (!any_mark || mark > f.mark)
-                f.mark = mark;
-            any_mark = true;
-        }
-    if (!any_mark)
+    if (!mark_of(file, &f.mark))
         log_warn("spool: %s/%s: no valid mark; every message in it is checked against queue/",
                  spool_fs_root(fs), JOURNAL_NAME);
     f.max_seq = f.mark;
@@ -320,8 +333,8 @@ static int check_shape(spool_journal *j, const char *root, const struct stat *st
         if (r == 0)
             j->region_size = size[0];
     }
-    if (size[0] != size[1] || size[0] % JOURNAL_PAGE || size[0] < 16 * JOURNAL_PAGE ||
-        size[0] > (1ull << 30) || (uint64_t)st->st_size != JOURNAL_PAGE + 2 * size[0]) {
+    if (size[0] != size[1] || !region_size_ok(size[0]) ||
+        (uint64_t)st->st_size != JOURNAL_PAGE + 2 * size[0]) {
         log_err("spool: %s/%s: sizes do not match (file %lld bytes, regions %llu and %llu): "
                 "the file is damaged. Move it aside to start (messages in it that are not in "
                 "queue/ would be lost)",
@@ -535,16 +548,7 @@ int spool_journal_read_mark(int fd, uint64_t *mark)
     int rc = pio_all(fd, page, sizeof(page), 0, false);
     if (rc)
         return rc;
-    bool any = false;
-    uint64_t m;
-    *mark = 0;
-    for (int i = 0; i < 2; i++)
-        if (journal_mark_decode(page + i * JOURNAL_MARK_SLOT, &m)) {
-            if (!any || m > *mark)
-                *mark = m;
-            any = true;
-        }
-    return any ? 0 : -EBADMSG;
+    return mark_of(page, mark) ? 0 : -EBADMSG;
 }
 
 int spool_journal_last_seq(int fd, uint64_t *last)
@@ -557,8 +561,7 @@ int spool_journal_last_seq(int fd, uint64_t *last)
     /* The region written last has the higher generation. */
     if ((rc = pio_all(fd, hdr, sizeof(hdr), JOURNAL_PAGE, false)) != 0)
         return rc;
-    if (!journal_region_decode(hdr, 0, &gen[0], &size[0]) || size[0] % JOURNAL_PAGE ||
-        size[0] < 16 * JOURNAL_PAGE || size[0] > (1ull << 30))
+    if (!journal_region_decode(hdr, 0, &gen[0], &size[0]) || !region_size_ok(size[0]))
         return -EBADMSG;
     if ((rc = pio_all(fd, hdr, sizeof(hdr), JOURNAL_PAGE + size[0], false)) != 0)
         return rc;

@@ -16,6 +16,7 @@
 #define SLUICE_SPOOL_RECV_H
 
 #include <pthread.h>
+#include <sys/un.h>
 
 #include "spool_int.h"
 #include "spool_journal.h"
@@ -63,14 +64,13 @@ struct spool_msg {
     bool flushing, aborted, commit_wanted;
     spool_done_cb flush_cb, commit_cb;
     void *flush_arg, *commit_arg;
-    sbuf env;                /* serialised envelope, from spool_msg_commit on */
-    spool_ckpt_item *ck;     /* set at submit when the message goes through the journal */
-    bool journaled;          /* committed through the journal: announced by the checkpointer */
-    uint64_t ck_seq;         /* journaled: its record's sequence number, */
-    size_t env_len, msg_len; /* and its payloads' lengths (they moved to the item) */
-    int status;              /* result of the commit, set by the committer */
-    uv_work_t work;          /* flush or discard in the libuv pool */
-    int work_status;         /* result of that work */
+    sbuf env;            /* serialised envelope, from spool_msg_commit on */
+    spool_ckpt_item *ck; /* set at submit when the message goes through the journal */
+    bool journaled;      /* committed through the journal: announced by the checkpointer */
+    uint64_t ck_seq;     /* journaled: its record's sequence number */
+    int status;          /* result of the commit, set by the committer */
+    uv_work_t work;      /* flush or discard in the libuv pool */
+    int work_status;     /* result of that work */
 };
 
 struct spool {
@@ -107,10 +107,11 @@ struct spool {
     bool ck_urgent_seen;    /* (mu) a round ran since the syncer asked for one */
     uint64_t ckpt_delay_us; /* how long journaled messages wait for a checkpoint */
     uint64_t handoff_us;    /* how long one handed to the runner may wait */
-    /* The hand-off (syncer thread): a socket for sending records to the
-     * runner, and whether the runner's answers can reach us (ack socket). */
+    /* The hand-off (syncer thread): the socket records go out on, to
+     * runner_sa; -1 when nothing is handed out (no socket for the runner's
+     * answers, or a spool path too long for a socket name). */
     int handoff_fd;
-    bool handoff_on;
+    struct sockaddr_un runner_sa;
     spool_stats stats; /* (mu) */
     /* loop thread only */
     bool joined, wake_closed, retry_closed;

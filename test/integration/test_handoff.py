@@ -15,7 +15,6 @@ import ctypes
 import os
 import re
 import signal
-import smtplib
 import struct
 import threading
 import unittest
@@ -28,7 +27,6 @@ BOB = "bob@example.test"
 # A delivery key in a Maildir file name (include/sluice/maildir.h):
 # "<sec>.M<usec>P<pid>Q<id>_<rcpt index>.<host>[:2,FLAGS]".
 KEY_RE = re.compile(r"Q([0-9A-F]{14})_(\d+)\.")
-ID_RE = re.compile(r"queued as ([0-9A-F]{14})")
 
 
 # ---------------------------------------------------------------------------
@@ -108,30 +106,22 @@ class HandoffCase(DeliveryCase):
             s.start_delivery()
         return s
 
-    def send_many(self, s, n, rcpts, tag, conn=None):
-        """Sends n messages over one connection; returns their queue ids."""
-        rcpts = [rcpts] if isinstance(rcpts, str) else list(rcpts)
-        c = conn or smtplib.SMTP("127.0.0.1", s.port(), local_hostname="client.test",
-                                 timeout=st.TIMEOUT)
-        ids = []
+    def send_many(self, s, n, rcpts, tag, acked=None):
+        """Sends n messages over one connection; returns their queue ids.
+        acked(), when given, runs after each 250."""
+        c = s.connect()
         try:
-            c.ehlo("client.test")
+            c.cmd("EHLO client.test")
+            ids = []
             for i in range(n):
-                code, text = c.mail(SENDER)
-                if code != 250:
-                    raise AssertionError(f"MAIL: {code} {text}")
-                for r in rcpts:
-                    code, text = c.rcpt(r)
-                    if code != 250:
-                        raise AssertionError(f"RCPT {r}: {code} {text}")
-                code, text = c.data(body(tag, i))
-                if code != 250:
-                    raise AssertionError(f"DATA: {code} {text}")
-                m = ID_RE.search(text.decode())
-                if not m:
-                    raise AssertionError(f"no queue id in {text!r}")
-                ids.append(m.group(1))
-            c.quit()
+                r = c.transaction(SENDER, rcpts, body(tag, i))
+                qid = st.queued_id(r)
+                if qid is None:
+                    raise AssertionError(f"no queue id in {r}")
+                ids.append(qid)
+                if acked:
+                    acked()
+            c.cmd("QUIT")
         finally:
             c.close()
         return ids
@@ -345,23 +335,12 @@ class Handoff(HandoffCase):
         acked = collections.Counter()
         lock = threading.Lock()
 
+        def count():
+            with lock:
+                acked["n"] += 1
+
         def sender(k):
-            c = smtplib.SMTP("127.0.0.1", s.port(), local_hostname="client.test",
-                             timeout=st.TIMEOUT)
-            c.ehlo("client.test")
-            ids = []
-            for i in range(per_conn):
-                code, text = c.mail(SENDER)
-                assert code == 250, (code, text)
-                code, text = c.rcpt(USER)
-                assert code == 250, (code, text)
-                code, text = c.data(body(f"burst{k}", i))
-                assert code == 250, (code, text)
-                ids.append(ID_RE.search(text.decode()).group(1))
-                with lock:
-                    acked["n"] += 1
-            c.quit()
-            return ids
+            return self.send_many(s, per_conn, USER, f"burst{k}", count)
 
         with concurrent.futures.ThreadPoolExecutor(conns) as pool:
             futures = [pool.submit(sender, k) for k in range(conns)]
